@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 
-class DesignError(ValueError):
+class PeftspaceError(ValueError):
+    """Base of every error peftspace raises on purpose; the message says what to change."""
+
+
+class ModelError(PeftspaceError):
+    """A model (or saved design directory) that peftspace cannot work with, and why."""
+
+
+class DesignError(PeftspaceError):
     """A design (or its resolution against a backbone) is malformed or infeasible.
 
     Attributes:

@@ -1,0 +1,245 @@
+"""Where the blocks, attention projections, FFN and norms live in each backbone family.
+
+One small map per family defines the global layer index (encoder blocks, then decoder blocks)
+and every module the strategies touch. Paths are relative to a block; ``path#i/n`` names the
+i-th of n equal output slices of a fused projection (GPT-2's ``c_attn``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from peftspace.design.backbone import AttentionSpec, BackboneSpec, LayerSpec, LinearSpec
+from peftspace.design.errors import ModelError
+
+
+@dataclass(frozen=True)
+class AttentionMap:
+    kind: str  # "self" or "cross"
+    module: str  # the module that calls the attention interface (where prefixes go)
+    q: str
+    k: str
+    v: str
+    o: str
+
+
+@dataclass(frozen=True)
+class StackMap:
+    name: str  # "encoder" or "decoder"
+    blocks: str  # ModuleList of blocks, relative to the base model
+    attentions: tuple[AttentionMap, ...]
+    ffn_in: tuple[str, ...]  # missing paths are skipped (T5 v1.1 and gated FFNs differ)
+    ffn_out: str
+    ffn_module: str  # its input is the FFN's input (parallel adapters read it)
+    norms: tuple[str, ...] = ()
+
+
+def _bert_like(blocks: str) -> tuple[StackMap, ...]:
+    attention = AttentionMap("self", "attention.self", "attention.self.query", "attention.self.key",
+                             "attention.self.value", "attention.output.dense")
+    return (StackMap("encoder", blocks, (attention,), ("intermediate.dense",), "output.dense", "intermediate",
+                     ("attention.output.LayerNorm", "output.LayerNorm")),)
+
+
+def _t5_attention(kind: str, index: int) -> AttentionMap:
+    name = "SelfAttention" if kind == "self" else "EncDecAttention"
+    base = f"layer.{index}.{name}"
+    return AttentionMap(kind, base, f"{base}.q", f"{base}.k", f"{base}.v", f"{base}.o")
+
+
+def _t5_stack(name: str, ffn_index: int) -> StackMap:
+    attentions = (_t5_attention("self", 0),) + ((_t5_attention("cross", 1),) if name == "decoder" else ())
+    ffn = f"layer.{ffn_index}.DenseReluDense"
+    return StackMap(name, f"{name}.block", attentions, (f"{ffn}.wi", f"{ffn}.wi_0", f"{ffn}.wi_1"), f"{ffn}.wo", ffn)
+
+
+def _bart_stack(name: str) -> StackMap:
+    def attention(kind, module):
+        return AttentionMap(kind, module, f"{module}.q_proj", f"{module}.k_proj", f"{module}.v_proj", f"{module}.out_proj")
+
+    attentions = (attention("self", "self_attn"),)
+    norms = ("self_attn_layer_norm", "final_layer_norm")
+    if name == "decoder":
+        attentions += (attention("cross", "encoder_attn"),)
+        norms += ("encoder_attn_layer_norm",)
+    return StackMap(name, f"{name}.layers", attentions, ("fc1",), "fc2", "fc1", norms)
+
+
+FAMILIES: dict[str, tuple[StackMap, ...]] = {
+    "bert": _bert_like("encoder.layer"),
+    "t5": (_t5_stack("encoder", 1), _t5_stack("decoder", 2)),
+    "bart": (_bart_stack("encoder"), _bart_stack("decoder")),
+    "gpt2": (StackMap("decoder", "h", (AttentionMap("self", "attn", "attn.c_attn#0/3", "attn.c_attn#1/3", "attn.c_attn#2/3", "attn.c_proj"),),
+                      ("mlp.c_fc",), "mlp.c_proj", "mlp", ("ln_1", "ln_2")),),
+    "llama": (StackMap("decoder", "layers", (AttentionMap("self", "self_attn", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"),),
+                       ("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj", "mlp", ("input_layernorm", "post_attention_layernorm")),),
+}
+MODEL_TYPES = {
+    "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "t5": "t5", "mt5": "t5", "bart": "bart", "mbart": "bart",
+    "gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama",
+}
+
+
+@dataclass
+class Projection:
+    """A linear(-like) module, or one output slice of a fused one, playing ``role``."""
+
+    role: str
+    module: nn.Module
+    out_slice: slice | None
+    in_features: int
+    out_features: int
+
+    @property
+    def has_bias(self) -> bool:
+        return getattr(self.module, "bias", None) is not None
+
+
+@dataclass
+class Attention:
+    kind: str
+    module: nn.Module
+    projections: dict[str, Projection]
+    num_kv_heads: int
+    head_dim: int
+
+
+@dataclass
+class Block:
+    """One transformer block with handles on everything a strategy may touch."""
+
+    index: int
+    stack: str
+    module: nn.Module
+    hidden_size: int
+    attentions: list[Attention]
+    ffn: list[Projection]
+    ffn_module: nn.Module
+    norms: list[nn.Module] = field(default_factory=list)
+
+    def projections(self) -> list[Projection]:
+        return [p for a in self.attentions for p in a.projections.values()] + self.ffn
+
+    def bias_modules(self) -> list[nn.Module]:
+        """Every module BitFit trains a bias of (a fused projection once), norms with a bias last."""
+        unique: dict[int, nn.Module] = {}
+        for p in self.projections():
+            unique.setdefault(id(p.module), p.module)
+        return list(unique.values()) + [n for n in self.norms if getattr(n, "bias", None) is not None]
+
+    def spec(self) -> LayerSpec:
+        return LayerSpec(
+            index=self.index, stack=self.stack, hidden_size=self.hidden_size,
+            attentions=tuple(
+                AttentionSpec(a.kind, a.num_kv_heads * a.head_dim, tuple(_linear_spec(p) for p in a.projections.values()))
+                for a in self.attentions),
+            ffn=tuple(_linear_spec(p) for p in self.ffn),
+            norm_bias_sizes=tuple(n.bias.numel() for n in self.norms if getattr(n, "bias", None) is not None),
+        )
+
+
+def family_of(config) -> str:
+    model_type = getattr(config, "model_type", None)
+    if model_type not in MODEL_TYPES:
+        raise ModelError(f"model type {model_type!r} is not supported; peftspace knows {sorted(MODEL_TYPES)}")
+    return MODEL_TYPES[model_type]
+
+
+def base_model(model: nn.Module) -> nn.Module:
+    """The backbone without task heads (``BertForSequenceClassification`` -> its ``bert``)."""
+    return getattr(model, "base_model", model)
+
+
+def blocks(model: nn.Module) -> list[Block]:
+    """Every block of ``model`` in global order: encoder blocks first, then decoder blocks."""
+    family, backbone = family_of(model.config), base_model(model)
+    found = []
+    for stack in FAMILIES[family]:
+        try:
+            module_list = backbone.get_submodule(stack.blocks)
+        except AttributeError:
+            if stack.name == "decoder" and family in ("t5", "bart"):
+                continue  # encoder-only variants (T5EncoderModel)
+            raise ModelError(f"{type(model).__name__} has no {stack.blocks!r}; is it really a {family} model?") from None
+        for block_module in module_list:
+            found.append(_block(len(found), stack, block_module))
+    return found
+
+
+def backbone_parameters(model: nn.Module) -> int:
+    """Parameters of the backbone without heads, tied weights once, peftspace's own excluded."""
+    return sum(p.numel() for name, p in base_model(model).named_parameters() if "peftspace_" not in name)
+
+
+def backbone_spec(model_or_config) -> BackboneSpec:
+    """The torch-free description the design layer plans with; configs are built on meta."""
+    model = model_or_config if isinstance(model_or_config, nn.Module) else meta_model(model_or_config)
+    family = family_of(model.config)
+    return BackboneSpec(family=family, model_type=model.config.model_type, num_parameters=backbone_parameters(model),
+                        layers=tuple(b.spec() for b in blocks(model)))
+
+
+def meta_model(config) -> nn.Module:
+    """The bare backbone of ``config`` on the meta device: shapes without weights."""
+    from transformers import AutoModel
+
+    family_of(config)
+    with torch.device("meta"):
+        return AutoModel.from_config(config)
+
+
+def _block(index: int, stack: StackMap, module: nn.Module) -> Block:
+    attentions = []
+    for amap in stack.attentions:
+        attention_module = module.get_submodule(amap.module)
+        projections = {role: _projection(module, role, getattr(amap, role)) for role in ("q", "k", "v", "o")}
+        head_dim = next((getattr(attention_module, a) for a in ("head_dim", "attention_head_size", "key_value_proj_dim")
+                         if isinstance(getattr(attention_module, a, None), int)), None)
+        if head_dim is None:
+            raise ModelError(f"cannot find the head dimension of {type(attention_module).__name__}")
+        attentions.append(Attention(amap.kind, attention_module, projections,
+                                    projections["k"].out_features // head_dim, head_dim))
+    ffn = [_projection(module, "ffn_in", path) for path in stack.ffn_in if _has(module, path)]
+    ffn.append(_projection(module, "ffn_out", stack.ffn_out))
+    norms = [module.get_submodule(path) for path in stack.norms]
+    return Block(index, stack.name, module, attentions[0].projections["q"].in_features, attentions, ffn,
+                 module.get_submodule(stack.ffn_module), norms)
+
+
+def _projection(block: nn.Module, role: str, path: str) -> Projection:
+    path, _, part = path.partition("#")
+    module = block.get_submodule(path)
+    in_features, out_features = linear_shape(module)
+    if not part:
+        return Projection(role, module, None, in_features, out_features)
+    i, n = map(int, part.split("/"))
+    width = out_features // n
+    return Projection(role, module, slice(i * width, (i + 1) * width), in_features, width)
+
+
+def linear_shape(module: nn.Module) -> tuple[int, int]:
+    """(in, out) of an ``nn.Linear`` or a GPT-2 style ``Conv1D`` (weight stored as in x out)."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if type(module).__name__ == "Conv1D":
+        return module.weight.shape[0], module.weight.shape[1]
+    raise ModelError(f"expected a linear projection, found {type(module).__name__}")
+
+
+def is_transposed(module: nn.Module) -> bool:
+    return type(module).__name__ == "Conv1D"
+
+
+def _has(module: nn.Module, path: str) -> bool:
+    try:
+        module.get_submodule(path)
+        return True
+    except AttributeError:
+        return False
+
+
+def _linear_spec(p: Projection) -> LinearSpec:
+    return LinearSpec(p.role, p.in_features, p.out_features, p.has_bias)
