@@ -1,0 +1,76 @@
+"""The design layer imports no torch (STYLE.md rule 1), proven in a fresh interpreter.
+
+A meta-path finder installed before the import records every attempt to import torch or
+transformers (even one guarded by try/except), so the check holds whether or not torch is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "transformers")
+
+PROBE = r"""
+import importlib.abc, json, sys
+
+HEAVY = ("torch", "transformers")
+attempts = []
+
+class Recorder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HEAVY:
+            attempts.append(name)
+        return None  # let the normal finders do the real work
+
+sys.meta_path.insert(0, Recorder())
+for statement in json.loads(sys.argv[1]):
+    exec(statement)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
+print(json.dumps({"attempts": attempts, "loaded": loaded}))
+"""
+
+
+def run_probe(*statements: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", PROBE, json.dumps(list(statements))],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("statements", [
+    ("import peftspace.design",),
+    ("import peftspace.design.presets",),
+    ("import peftspace",),
+    ("import peftspace", "peftspace.Design, peftspace.DesignError, peftspace.Plan, peftspace.PRESETS, peftspace.preset"),
+    ("from peftspace.design import Design, resolve, BackboneSpec",
+     "from peftspace.design.presets import PRESETS",
+     "import peftspace.design.allocation, peftspace.design.counts, peftspace.design.grouping, "
+     "peftspace.design.options, peftspace.design.plan, peftspace.design.backbone, peftspace.design.errors"),
+], ids=["design", "presets", "peftspace", "lazy-top-level-names", "every-design-module"])
+def test_design_layer_imports_no_torch(statements):
+    report = run_probe(*statements)
+    assert report == {"attempts": [], "loaded": []}
+
+
+def test_design_layer_resolves_and_serializes_without_torch():
+    # planning, YAML and JSON round-trips all run without ever touching torch
+    report = run_probe(
+        "from peftspace.design import Design, resolve, BackboneSpec, LayerSpec, AttentionSpec, LinearSpec",
+        "from peftspace.design.presets import PRESETS",
+        "att = AttentionSpec('self', 8, tuple(LinearSpec(r, 8, 8, True) for r in 'qkvo'))",
+        "layers = tuple(LayerSpec(i, 'encoder', 8, (att,), (LinearSpec('ffn_in', 8, 32, True), LinearSpec('ffn_out', 32, 8, True))) for i in range(4))",
+        "plan = resolve(PRESETS['lora'].with_budget(params=384), BackboneSpec('bert', 'bert', 10000, layers))",
+        "assert plan.total == 384, plan.total",  # 96 per layer: rank 96 / ((8+8) x 2 targets) = 3
+        "Design.from_yaml(PRESETS['mam'].to_yaml()); Design.from_json(PRESETS['mam'].to_json())",
+    )
+    assert report == {"attempts": [], "loaded": []}
+
+
+def test_the_probe_does_see_a_torch_import():
+    # control: the same probe notices an import of torch (attempted even if torch is not installed)
+    report = run_probe("try:\n    import torch\nexcept ImportError:\n    pass")
+    assert report["attempts"][:1] == ["torch"]
