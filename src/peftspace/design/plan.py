@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peftspace.design.counts import STRATEGIES, STRATEGY_NAMES
+from peftspace.design.counts import STRATEGIES
 from peftspace.design.design import Design
 from peftspace.design.errors import DesignError
 from peftspace.design.options import StrategyOptions
@@ -27,11 +27,8 @@ class LayerPlan:
         return sum(self.counts.values())
 
     def describe(self) -> str:
-        parts = []
-        for s in STRATEGIES:
-            if s in self.sizes:
-                parts.append(STRATEGY_NAMES[s] if s == "B" else f"{STRATEGY_NAMES[s]}={self.sizes[s]}")
-        return ", ".join(parts) or "-"
+        """Compact sizes, e.g. "A=12 P=8 B" (B: BitFit has no size)."""
+        return " ".join(s if s == "B" else f"{s}={self.sizes[s]}" for s in STRATEGIES if s in self.sizes) or "-"
 
 
 @dataclass(frozen=True)
