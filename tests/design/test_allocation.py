@@ -181,7 +181,7 @@ def test_mixed_layer_counts_by_hand_bert():
     assert layer.sizes == {"B": 1, "A": 11, "P": 11, "L": 6}
     assert layer.counts == {"B": 4224, "A": 769 * 11 + 384, "P": 768 * 11, "L": 1536 * 6}
     assert layer.total == 4224 + 8843 + 8448 + 9216 == 30_731
-    assert layer.describe() == "adapter=11, prefix=11, bitfit, lora=6"
+    assert layer.describe() == "A=11 P=11 B L=6"
     assert plan.strategy_totals() == {"A": 8843, "P": 8448, "B": 4224, "L": 9216}
 
 

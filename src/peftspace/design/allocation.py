@@ -86,10 +86,10 @@ def resolve(design: Design, backbone: BackboneSpec) -> Plan:
         ))
     plan = Plan(design=design, family=backbone.family, model_type=backbone.model_type,
                 backbone_parameters=backbone.num_parameters, budget=budget, groups=tuple(ranges), layers=tuple(rows))
-    return _with_notes(plan)
+    return _with_notes(plan, backbone)
 
 
-def _with_notes(plan: Plan) -> Plan:
+def _with_notes(plan: Plan, backbone: BackboneSpec) -> Plan:
     from dataclasses import replace
 
     notes = []
@@ -98,6 +98,12 @@ def _with_notes(plan: Plan) -> Plan:
                if any("B" in l.sizes and len(l.sizes) == 1 for l in plan.layers)
                else "integer sizes cannot reach it closer at this budget")
         notes.append(f"planned {plan.total:,} parameters is {100 * (plan.total / plan.budget - 1):+.1f}% off the budget of {plan.budget:,}: {why}")
+    bitfit_layers = [backbone.layers[l.index] for l in plan.layers if "B" in l.sizes]
+    added = sorted({p.role for layer in bitfit_layers for p in layer.linears() if not p.has_bias})
+    if added:
+        count = sum(1 for layer in bitfit_layers for p in layer.linears() if not p.has_bias)
+        notes.append(f"BitFit adds zero-initialized biases to {count} projections ({', '.join(added)}) "
+                     f"that have none in this {plan.model_type} backbone")
     if plan.training_total != plan.total:
         notes.append(f"prefix MLP reparameterization trains {plan.training_total:,} parameters; merge() folds them to {plan.total:,}")
     return replace(plan, notes=tuple(notes))
