@@ -152,7 +152,7 @@ def test_every_problem_is_listed_at_once_from_dict():
         "strategies[2]='AA' repeats a strategy",
         "tuned_groups has index(es) [7] out of range: groups are 0..3",
         "tuned_groups=[0, 7, 0] repeats a group",
-        "set exactly one of budget_fraction (e.g. 0.005) and budget_params (e.g. 100000)",
+        "set only one of budget_fraction (e.g. 0.005) and budget_params (e.g. 100000)",
         "options.prefix_mlp_hidden=0 must be a positive integer",
         "options.lora_dropout=1.5 must be a number in [0, 1)",
     ]
@@ -180,7 +180,8 @@ def test_unknown_strategy_letter():
 
 def test_unknown_strategy_name():
     assert problems_of(lambda: Design.from_dict({"strategies": ["adapter,dora"]})) == [
-        "strategies[0]='adapter,dora' has unknown strategy 'DORA'; use letters from A (adapter), P (prefix), B (bitfit), L (lora)"]
+        "strategies[0]='adapter,dora' has unknown strategy 'DORA'; "
+        "use letters from A (adapter), P (prefix), B (bitfit), L (lora)"]
 
 
 def test_budget_too_small_for_a_strategy():
@@ -215,14 +216,15 @@ def test_unknown_option():
     ({"options": [1]}, "options=[1] must be a mapping"),
     ({"num_groups": 0}, "num_groups=0 must be a positive integer"),
     ({"grouping": [4, 4], "num_groups": 3}, "num_groups=3 disagrees with the 2 explicit groups; leave num_groups out"),
-    ({"grouping": {"a": 1}}, "grouping={'a': 1} must be a pattern name, a list of group sizes, or a list of [first, last] layer ranges"),
+    ({"grouping": {"a": 1}},
+     "grouping={'a': 1} must be a pattern name, a list of group sizes, or a list of [first, last] layer ranges"),
     ({"strategies": ["A", "P"]}, "strategies lists 2 subsets for 4 groups; give one per group or a single one for all"),
     ({"tuned_groups": []}, "tuned_groups=() must be a non-empty list of group indices (or left out to tune all)"),
     ({"budget_fraction": 0}, "budget_fraction=0 must be a number in (0, 1], e.g. 0.005 for 0.5%"),
     ({"budget_fraction": "0.5%"}, "budget_fraction='0.5%' must be a number in (0, 1], e.g. 0.005 for 0.5%"),
     ({"budget_params": -5}, "budget_params=-5 must be a positive integer"),
     ({"budget_params": 10.5}, "budget_params=10.5 must be a positive integer"),
-    ({"budget_fraction": None}, "set exactly one of budget_fraction (e.g. 0.005) and budget_params (e.g. 100000)"),
+    ({"budget_fraction": 0.01, "budget_params": 100}, "set only one of budget_fraction (e.g. 0.005) and budget_params (e.g. 100000)"),
     ({"options": {"lora_targets": "q"}}, "options.lora_targets='q' must be a non-empty list drawn from "
                                          "['q', 'k', 'v', 'o', 'ffn_in', 'ffn_out']"),
     ({"options": {"prefix_reparameterize": "yes"}}, "options.prefix_reparameterize='yes' must be true or false"),

@@ -1,9 +1,7 @@
 """Property tests: any plain data either becomes a design and a plan, or raises DesignError.
 
-Known src bugs that the generators below steer around (each pinned by a strict xfail at the end):
-  * option mappings whose keys mix text and numbers crash with TypeError instead of DesignError
-    (the generators use text keys inside "options");
-  * budget_params beyond float range crash resolve with OverflowError (integers here stay below 10**12).
+Regressions for what earlier fuzzing found (mixed-type option keys, huge budgets and JSON integers,
+non-finite scales, non-integer num_groups) are pinned as plain tests at the end.
 """
 
 from __future__ import annotations
@@ -121,7 +119,8 @@ def valid_designs(draw, num_layers: int):
         extra = {}
     tuned = draw(st.one_of(st.none(), st.lists(st.integers(0, num_groups - 1), min_size=1, max_size=num_groups, unique=True)))
     subset = st.lists(st.sampled_from("APBL"), min_size=1, max_size=4, unique=True).map("".join)
-    strategies = draw(st.one_of(st.lists(subset, min_size=1, max_size=1), st.lists(subset, min_size=num_groups, max_size=num_groups)))
+    strategies = draw(st.one_of(st.lists(subset, min_size=1, max_size=1),
+                                st.lists(subset, min_size=num_groups, max_size=num_groups)))
     options = draw(st.fixed_dictionaries({}, optional={
         "adapter_placement": st.sampled_from(["pfeiffer", "houlsby", "parallel"]),
         "prefix_reparameterize": st.booleans(),
@@ -161,39 +160,29 @@ def test_valid_designs_plan_exactly_the_tuned_layers_or_say_why_not(data):
         assert any("reparameterization" in note for note in plan.notes)
 
 
-# -- known bugs, pinned ------------------------------------------------------------------------------
+# -- regressions: bugs the fuzzing found ------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="src bug: StrategyOptions.from_dict sorts unknown keys of mixed types (str and int) -> TypeError")
 def test_option_keys_of_mixed_types_give_a_design_error():
     with pytest.raises(DesignError, match="unknown key"):
         Design.from_dict({"options": {1: 0, "x": 0}})
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="src bug: budget_params has no upper bound; split_integer converts it to float -> OverflowError")
 def test_budget_beyond_float_range_gives_a_design_error():
     with pytest.raises(DesignError):
         resolve(Design().with_budget(params=10**400), bert_like())
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="src bug: from_json catches JSONDecodeError only; an int literal over 4300 digits raises plain ValueError")
 def test_json_with_a_huge_int_literal_gives_a_design_error():
     with pytest.raises(DesignError):
         Design.from_json('{"budget_params": ' + "9" * 5000 + "}")
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: StrategyOptions.problems() lets NaN and infinity through for "
-                                        "adapter_scaling and lora_alpha (`x <= 0` is False for NaN)")
 @pytest.mark.parametrize("field", ["adapter_scaling", "lora_alpha"])
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_non_finite_scales_are_rejected(field, value):
     assert StrategyOptions(**{field: value}).problems() == [f"options.{field}={value!r} must be a positive number"]
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: with an explicit grouping, num_groups is only compared with `!=`, "
-                                        "so 2.0 (or True for one group) passes where a pattern grouping rejects it")
 @pytest.mark.parametrize("grouping, num_groups", [((3, 3), 2.0), ((6,), True)])
 def test_num_groups_must_be_an_integer_with_explicit_groupings(grouping, num_groups):
     assert Design(grouping=grouping, num_groups=num_groups).problems() != []

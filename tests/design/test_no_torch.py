@@ -62,7 +62,8 @@ def test_design_layer_resolves_and_serializes_without_torch():
         "from peftspace.design import Design, resolve, BackboneSpec, LayerSpec, AttentionSpec, LinearSpec",
         "from peftspace.design.presets import PRESETS",
         "att = AttentionSpec('self', 8, tuple(LinearSpec(r, 8, 8, True) for r in 'qkvo'))",
-        "layers = tuple(LayerSpec(i, 'encoder', 8, (att,), (LinearSpec('ffn_in', 8, 32, True), LinearSpec('ffn_out', 32, 8, True))) for i in range(4))",
+        "ffn = (LinearSpec('ffn_in', 8, 32, True), LinearSpec('ffn_out', 32, 8, True))",
+        "layers = tuple(LayerSpec(i, 'encoder', 8, (att,), ffn) for i in range(4))",
         "plan = resolve(PRESETS['lora'].with_budget(params=384), BackboneSpec('bert', 'bert', 10000, layers))",
         "assert plan.total == 384, plan.total",  # 96 per layer: rank 96 / ((8+8) x 2 targets) = 3
         "Design.from_yaml(PRESETS['mam'].to_yaml()); Design.from_json(PRESETS['mam'].to_json())",

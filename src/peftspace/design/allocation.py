@@ -44,7 +44,9 @@ def resolve(design: Design, backbone: BackboneSpec) -> Plan:
     ranges, problems = group_ranges(design.grouping, design.group_count, backbone.num_layers)
     if problems:
         raise DesignError(problems)
-    budget = design.budget_params if design.budget_params is not None else round(design.budget_fraction * backbone.num_parameters)
+    budget = design.budget_for(backbone.num_parameters)
+    if budget > backbone.num_parameters:
+        raise DesignError(f"budget_params={budget:,} exceeds the backbone's {backbone.num_parameters:,} parameters")
     subsets = design.group_strategies()
     tuned_layers = [(g, i) for g in design.tuned() for i in range(ranges[g][0], ranges[g][1] + 1)]
     layer_budgets = split_integer(budget, allocation_weights(design.allocation, len(tuned_layers)))

@@ -13,6 +13,7 @@ from peftspace.design.options import StrategyOptions, _is_number
 
 ALLOCATIONS = ("uniform", "increasing", "decreasing")
 DEFAULT_NUM_GROUPS = 4
+DEFAULT_BUDGET_FRACTION = 0.005
 _LETTER_BY_NAME = {name: letter for letter, name in STRATEGY_NAMES.items()}
 
 
@@ -29,7 +30,8 @@ class Design:
         strategies: one subset of A/P/B/L per group (e.g. ``("AL", "AP", "APB", "PBL")``), or a
             single subset for every group.
         budget_fraction: total budget as a fraction of the backbone's parameters (heads excluded).
-        budget_params: total budget as an absolute count; set exactly one of the two.
+        budget_params: total budget as an absolute count. Set at most one of the two; with
+            neither, the budget is ``DEFAULT_BUDGET_FRACTION`` (0.5%, as in the paper).
         options: how each strategy is built.
         name, description: free text carried into plans and saved files.
     """
@@ -39,7 +41,7 @@ class Design:
     allocation: str = "uniform"
     tuned_groups: tuple[int, ...] | None = None
     strategies: tuple[str, ...] = ("L",)
-    budget_fraction: float | None = 0.005
+    budget_fraction: float | None = None
     budget_params: int | None = None
     options: StrategyOptions = field(default_factory=StrategyOptions)
     name: str = ""
@@ -70,7 +72,7 @@ class Design:
                 found.append(f"num_groups={self.num_groups!r} must be a positive integer")
         elif not isinstance(g, (tuple, list)) or not g or not (all(_is_int(x) for x in g) or all(_is_pair(x) for x in g)):
             found.append(f"grouping={g!r} must be a pattern name, a list of group sizes, or a list of [first, last] layer ranges")
-        elif self.num_groups is not None and self.num_groups != len(g):
+        elif self.num_groups is not None and (not _is_int(self.num_groups) or self.num_groups != len(g)):
             found.append(f"num_groups={self.num_groups!r} disagrees with the {len(g)} explicit groups; leave num_groups out")
         if found:  # the checks below need a sound group count
             return found + self._problems_without_groups()
@@ -99,8 +101,8 @@ class Design:
         if self.allocation not in ALLOCATIONS:
             found.append(f"allocation={self.allocation!r} is unknown; use one of {list(ALLOCATIONS)}")
         fraction, params = self.budget_fraction, self.budget_params
-        if (fraction is None) == (params is None):
-            found.append("set exactly one of budget_fraction (e.g. 0.005) and budget_params (e.g. 100000)")
+        if fraction is not None and params is not None:
+            found.append("set only one of budget_fraction (e.g. 0.005) and budget_params (e.g. 100000)")
         elif fraction is not None and (not _is_number(fraction) or not 0 < fraction <= 1):
             found.append(f"budget_fraction={fraction!r} must be a number in (0, 1], e.g. 0.005 for 0.5%")
         elif params is not None and (not _is_int(params) or params < 1):
@@ -119,6 +121,13 @@ class Design:
         if found:
             raise DesignError(found)
         return self
+
+    def budget_for(self, backbone_parameters: int) -> int:
+        """The total budget in parameters for a backbone of this size."""
+        if self.budget_params is not None:
+            return self.budget_params
+        fraction = DEFAULT_BUDGET_FRACTION if self.budget_fraction is None else self.budget_fraction
+        return round(fraction * backbone_parameters)
 
     def with_budget(self, *, fraction: float | None = None, params: int | None = None) -> "Design":
         return replace(self, budget_fraction=fraction, budget_params=params)
@@ -154,8 +163,6 @@ class Design:
             if not isinstance(data["options"], dict):
                 raise DesignError(f"options={data['options']!r} must be a mapping")
             data["options"] = StrategyOptions.from_dict(data["options"])
-        if "budget_params" in data and "budget_fraction" not in data:
-            data["budget_fraction"] = None
         if isinstance(data.get("grouping"), list):
             data["grouping"] = tuple(tuple(x) if isinstance(x, list) else x for x in data["grouping"])
         if isinstance(data.get("strategies"), str):
@@ -173,7 +180,7 @@ class Design:
     def from_json(cls, text: str) -> "Design":
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as error:
+        except ValueError as error:  # JSONDecodeError, and integers past Python's digit limit
             raise DesignError(f"design JSON is malformed: {error}") from None
         return cls.from_dict(data)
 
@@ -201,7 +208,7 @@ class Design:
     def load(cls, path: str | Path) -> "Design":
         path = Path(path)
         if not path.is_file():
-            raise DesignError(f"design file {str(path)!r} does not exist")
+            raise DesignError(f"design file {str(path)!r} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:

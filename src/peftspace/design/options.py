@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from peftspace.design.backbone import ATTENTION_ROLES, FFN_ROLES
@@ -78,7 +79,7 @@ class StrategyOptions:
     @classmethod
     def from_dict(cls, data: dict) -> "StrategyOptions":
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
             from peftspace.design.errors import DesignError
 
@@ -93,7 +94,7 @@ class StrategyOptions:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_int(value) -> bool:
