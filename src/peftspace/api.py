@@ -46,6 +46,7 @@ def apply(model: nn.Module, design: Design | Plan | str) -> Plan:
     declared = {id(p) for module in created for p in module.parameters()}
     for module in created:
         module.requires_grad_(True)
+        module.train(model.training)  # a model loaded for inference must not get dropout in its new parts
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert trainable == declared, "trainable set differs from the strategies' parameters"
     setattr(model, STATE_ATTRIBUTE, the_plan)
@@ -92,18 +93,29 @@ def load(base_model: nn.Module, directory: str | Path) -> nn.Module:
     if record.get("merged"):
         raise ModelError(f"{directory} holds a merged design; its LoRA/BitFit deltas live in the full model weights, "
                          "save the merged model with save_pretrained instead")
-    apply(base_model, Plan.from_dict(record["plan"]))
+    saved_plan = Plan.from_dict(record["plan"])
     tensors = load_file(str(weights_file))
-    expected = design_parameters(base_model)
-    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise ModelError(f"saved weights do not match the design: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    _check_weights(base_model, saved_plan, tensors)  # before touching the user's model
+    apply(base_model, saved_plan)
     with torch.no_grad():
-        for name, parameter in expected.items():
-            if tensors[name].shape != parameter.shape:
-                raise ModelError(f"saved {name} has shape {tuple(tensors[name].shape)}, the design needs {tuple(parameter.shape)}")
+        for name, parameter in design_parameters(base_model).items():
             parameter.copy_(tensors[name])
     return base_model
+
+
+def _check_weights(base_model: nn.Module, saved_plan: Plan, tensors: dict[str, torch.Tensor]) -> None:
+    """Apply the plan to a weightless twin of ``base_model`` and compare names and shapes."""
+    with torch.device("meta"):
+        twin = type(base_model)(base_model.config)
+    apply(twin, saved_plan)
+    expected = {name: tuple(p.shape) for name, p in design_parameters(twin).items()}
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise ModelError(f"saved weights do not match the design on this model: missing {missing[:3]}, unexpected {unexpected[:3]}"
+                         " (was it saved from another model class, e.g. with or without a task head?)")
+    wrong = [f"{n} {tuple(tensors[n].shape)} vs {shape}" for n, shape in expected.items() if tuple(tensors[n].shape) != shape]
+    if wrong:
+        raise ModelError(f"saved weights have the wrong shapes for this model: {wrong[:3]}")
 
 
 def merge(model: nn.Module) -> nn.Module:
