@@ -79,8 +79,10 @@ FAMILIES: dict[str, tuple[StackMap, ...]] = {
 }
 MODEL_TYPES = {
     "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "t5": "t5", "mt5": "t5", "bart": "bart", "mbart": "bart",
-    "gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama",
+    "gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama", "xlnet": "xlnet",
 }
+XLNET = StackMap("encoder", "layer", (AttentionMap("self", "rel_attn", "q", "k", "v", "o"),), ("ff.layer_1",), "ff.layer_2", "ff",
+                 ("rel_attn.layer_norm", "ff.layer_norm"))  # q/k/v/o: see peftspace.xlnet
 
 
 @dataclass
@@ -105,6 +107,7 @@ class Attention:
     projections: dict[str, Projection]
     num_kv_heads: int
     head_dim: int
+    uses_attention_interface: bool = True  # False: the family's own attention takes prefixes (XLNet)
 
 
 @dataclass
@@ -153,9 +156,15 @@ def base_model(model: nn.Module) -> nn.Module:
     return getattr(model, "base_model", model)
 
 
-def blocks(model: nn.Module) -> list[Block]:
-    """Every block of ``model`` in global order: encoder blocks first, then decoder blocks."""
+def blocks(model: nn.Module, prepare: bool = False) -> list[Block]:
+    """Every block of ``model`` in global order: encoder blocks first, then decoder blocks.
+
+    ``prepare`` lets families that need it (XLNet) install what injection relies on; without it
+    the model is left untouched.
+    """
     family, backbone = family_of(model.config), base_model(model)
+    if family == "xlnet":
+        return [_xlnet_block(i, block, prepare) for i, block in enumerate(backbone.get_submodule(XLNET.blocks))]
     found = []
     for stack in FAMILIES[family]:
         try:
@@ -209,6 +218,18 @@ def _block(index: int, stack: StackMap, module: nn.Module) -> Block:
                  module.get_submodule(stack.ffn_module), norms)
 
 
+def _xlnet_block(index: int, module: nn.Module, prepare: bool) -> Block:
+    from peftspace import xlnet
+
+    attention = module.rel_attn
+    shims = xlnet.shims(attention, attach=prepare)
+    projections = {role: Projection(role, shim, None, shim.in_features, shim.out_features) for role, shim in shims.items()}
+    ffn = [_projection(module, "ffn_in", XLNET.ffn_in[0]), _projection(module, "ffn_out", XLNET.ffn_out)]
+    return Block(index, "encoder", module, attention.d_model, [Attention("self", attention, projections, attention.n_head,
+                                                                       attention.d_head, uses_attention_interface=False)],
+                 ffn, module.get_submodule(XLNET.ffn_module), [module.get_submodule(p) for p in XLNET.norms])
+
+
 def _projection(block: nn.Module, role: str, path: str) -> Projection:
     path, _, part = path.partition("#")
     module = block.get_submodule(path)
@@ -226,6 +247,8 @@ def linear_shape(module: nn.Module) -> tuple[int, int]:
         return module.in_features, module.out_features
     if type(module).__name__ == "Conv1D":
         return module.weight.shape[0], module.weight.shape[1]
+    if type(module).__name__ == "EinsumProjection":
+        return module.in_features, module.out_features
     raise ModelError(f"expected a linear projection, found {type(module).__name__}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import (BartConfig, BartForConditionalGeneration, BertConfig, BertForSequenceClassification, GPT2Config,
                           GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, RobertaConfig, RobertaModel, T5Config,
-                          T5ForConditionalGeneration)
+                          T5ForConditionalGeneration, XLNetConfig, XLNetForSequenceClassification)
 
 VOCAB = 120
 
@@ -41,7 +41,11 @@ def _llama():  # grouped-query attention on purpose: 4 query heads, 2 key/value 
                                         num_attention_heads=4, num_key_value_heads=2))
 
 
-BUILDERS = {"bert": _bert, "roberta": _roberta, "t5": _t5, "bart": _bart, "gpt2": _gpt2, "llama": _llama}
+def _xlnet():
+    return XLNetForSequenceClassification(XLNetConfig(vocab_size=VOCAB, d_model=48, n_layer=4, n_head=4, d_inner=96, num_labels=2))
+
+
+BUILDERS = {"bert": _bert, "roberta": _roberta, "t5": _t5, "bart": _bart, "gpt2": _gpt2, "llama": _llama, "xlnet": _xlnet}
 
 
 def build(family: str, seed: int = 0):

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from peftspace.families import is_transposed
+from peftspace.families import is_transposed, linear_shape
 from peftspace.strategies._hooks import attach, attached, detach, pad_to_slice
 
 NAME = "peftspace_lora"
@@ -40,6 +40,9 @@ class LoRA(nn.Module):
     @torch.no_grad()
     def merge_into(self, target: nn.Module) -> None:
         update = pad_to_slice((self.lora_B.weight @ self.lora_A.weight).T * self.scale, self.out_slice, self.full_width).T
+        if hasattr(target, "add_linear_update"):  # XLNet's einsum projections
+            target.add_linear_update(update)
+            return
         weight = target.weight
         weight.add_((update.T if is_transposed(target) else update).to(weight.dtype))
 
@@ -50,7 +53,7 @@ def apply(block, size: int, options) -> list[nn.Module]:
         if projection.role not in options.lora_targets:
             continue
         target, weight = projection.module, projection.module.weight
-        full_width = weight.shape[1] if is_transposed(target) else weight.shape[0]
+        full_width = linear_shape(target)[1]
         lora = LoRA(projection.in_features, projection.out_features, size, options.lora_scale(size), options.lora_dropout,
                     projection.out_slice, full_width, device=weight.device, dtype=weight.dtype)
         name = NAME if projection.out_slice is None else f"{NAME}_{projection.role}"

@@ -105,11 +105,16 @@ def apply(block, size: int, options) -> list[nn.Module]:
     modules = []
     for attention in block.attentions:
         target = attention.module
+        weight = attention.projections["k"].module.weight
+        if not attention.uses_attention_interface:  # the family's own attention reads the prefix
+            prefix = Prefix(size, attention.num_kv_heads, attention.head_dim, block.hidden_size, "own",
+                            options.prefix_reparameterize, options.prefix_mlp_hidden, device=weight.device, dtype=weight.dtype)
+            modules.append(attach(target, NAME, prefix))
+            continue
         base = target.config._attn_implementation or "eager"
         if base not in SUPPORTED_BASES:
             raise ModelError(f"prefix tuning needs attn_implementation 'sdpa' or 'eager'; this model uses {base!r}. "
                              f"Load it with attn_implementation='sdpa'")
-        weight = attention.projections["k"].module.weight
         prefix = Prefix(size, attention.num_kv_heads, attention.head_dim, block.hidden_size, base,
                         options.prefix_reparameterize, options.prefix_mlp_hidden, device=weight.device, dtype=weight.dtype)
         attach(target, NAME, prefix)
