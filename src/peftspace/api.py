@@ -35,6 +35,9 @@ def apply(model: nn.Module, design: Design | Plan | str) -> Plan:
     found = blocks(model)
     if the_plan.family != family_of(model.config) or (the_plan.layers and the_plan.layers[-1].index >= len(found)):
         raise ModelError(f"the plan was made for a {the_plan.model_type} backbone with other layers than this {model.config.model_type}")
+    for layer in the_plan.layers:
+        if "P" in layer.sizes:
+            STRATEGY_MODULES["P"].check(found[layer.index])  # fail before the model changes
     found = blocks(model, prepare=True)
     for parameter in model.parameters():
         parameter.requires_grad_(False)

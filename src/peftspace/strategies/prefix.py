@@ -100,7 +100,19 @@ def _register() -> None:
     AttentionInterface.register(IMPLEMENTATION, prefix_attention)
 
 
+def check(block) -> None:
+    """Raise before anything changes if this block's attention cannot take prefixes."""
+    for attention in block.attentions:
+        if not attention.uses_attention_interface:
+            continue
+        base = attention.module.config._attn_implementation or "eager"
+        if base not in SUPPORTED_BASES:
+            raise ModelError(f"prefix tuning needs attn_implementation 'sdpa' or 'eager'; this model uses {base!r}. "
+                             f"Load it with attn_implementation='sdpa'")
+
+
 def apply(block, size: int, options) -> list[nn.Module]:
+    check(block)
     _register()
     modules = []
     for attention in block.attentions:
@@ -112,9 +124,6 @@ def apply(block, size: int, options) -> list[nn.Module]:
             modules.append(attach(target, NAME, prefix))
             continue
         base = target.config._attn_implementation or "eager"
-        if base not in SUPPORTED_BASES:
-            raise ModelError(f"prefix tuning needs attn_implementation 'sdpa' or 'eager'; this model uses {base!r}. "
-                             f"Load it with attn_implementation='sdpa'")
         prefix = Prefix(size, attention.num_kv_heads, attention.head_dim, block.hidden_size, base,
                         options.prefix_reparameterize, options.prefix_mlp_hidden, device=weight.device, dtype=weight.dtype)
         attach(target, NAME, prefix)
