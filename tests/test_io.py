@@ -142,6 +142,16 @@ def test_load_of_mismatched_weights_leaves_the_backbone_untouched(minilm_path, t
     peftspace.load(fresh, tmp_path / "bitfit")  # the same backbone still takes a matching design
 
 
+def test_load_into_another_backbone_gets_a_clear_error(minilm_path, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    peftspace.save(tuned_minilm(minilm_path, "lora"), tmp_path / "lora")
+    other = BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=6, num_attention_heads=4, intermediate_size=64))
+    with pytest.raises(ModelError, match="another backbone"):
+        peftspace.load(other, tmp_path / "lora")
+    assert not any("peftspace_" in name for name, _ in other.named_parameters())
+
+
 # -- merge ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 @pytest.mark.parametrize("name", ["mixed", "lora", "bitfit"])

@@ -10,7 +10,7 @@ from torch import nn
 
 from peftspace import __version__
 from peftspace.design import Design, DesignError, ModelError, Plan, resolve
-from peftspace.families import backbone_spec, blocks, family_of
+from peftspace.families import backbone_parameters, backbone_spec, blocks, family_of
 from peftspace.strategies import STRATEGY_MODULES
 from peftspace.strategies._hooks import PREFIX
 
@@ -33,8 +33,9 @@ def apply(model: nn.Module, design: Design | Plan | str) -> Plan:
         raise DesignError("this model already has a peftspace design; load a fresh backbone to apply another")
     the_plan = design if isinstance(design, Plan) else plan(model, design)
     found = blocks(model)
-    if the_plan.family != family_of(model.config) or (the_plan.layers and the_plan.layers[-1].index >= len(found)):
-        raise ModelError(f"the plan was made for a {the_plan.model_type} backbone with other layers than this {model.config.model_type}")
+    if the_plan.family != family_of(model.config) or the_plan.backbone_parameters != backbone_parameters(model):
+        raise ModelError(f"the plan was made for another backbone ({the_plan.model_type}, {the_plan.backbone_parameters:,} parameters) "
+                         f"than this {model.config.model_type} with {backbone_parameters(model):,}")
     for layer in the_plan.layers:
         if "P" in layer.sizes:
             STRATEGY_MODULES["P"].check(found[layer.index])  # fail before the model changes
