@@ -54,7 +54,9 @@ class _Format:
         self.max_length, self.max_target_length = max_length, max_target_length
 
     def prompt(self, example) -> str:
-        return self.spec.prompt.format(**dict(zip(self.spec.text_fields, example.texts)))
+        from peftspace.tasks import format_prompt
+
+        return format_prompt(self.spec, example)
 
     def target(self, example) -> str:
         if self.spec.kind == "classification":

@@ -161,12 +161,12 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress) -
 
 def evaluate(model, fmt, data, split: str, schedule: Schedule, seed: int = 0) -> dict:
     """The task's official metrics on one split (subsampled to ``max_eval_examples`` if set)."""
-    from peftspace.tasks import compute_metrics
+    from peftspace.tasks import compute_metrics, references
 
     examples = _subsample(getattr(data, split), schedule.max_eval_examples, np.random.default_rng(seed))
     model.eval()
     predictions = predict(model, fmt, examples, schedule.eval_batch_size)
-    return compute_metrics(data.spec, predictions, [e.label for e in examples], [e.group for e in examples])
+    return compute_metrics(data.spec, predictions, references(examples), [e.group for e in examples])
 
 
 def predict(model, fmt, examples: list, batch_size: int) -> list:
