@@ -74,3 +74,42 @@ def test_malformed_design_file(monkeypatch, capsys, tmp_path):
 def test_presets_lists_the_recalled_design_as_unverified(monkeypatch, capsys):
     code, out = run(monkeypatch, capsys, "presets")
     assert code == 0 and "RECALLED, NOT VERIFIED" in out
+
+
+TINY_TRAINING = ["--steps", "8", "--batch-size", "8", "--max-length", "48", "--max-train-examples", "64", "--max-eval-examples", "32"]
+
+
+def test_train_then_evaluate_reproduces_the_metrics(monkeypatch, capsys, tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    code, out = run(monkeypatch, capsys, "train", "--design", "mam", "--task", "rte", "--data-dir", str(data_dir),
+                    "--out", str(run_dir), *TINY_TRAINING)
+    assert code == 0, out
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "ok" and record["task"] == "rte" and record["format"] == "head"
+    assert (run_dir / "design" / "peftspace_design.json").is_file() and (run_dir / "head.safetensors").is_file()
+    code, out = run(monkeypatch, capsys, "evaluate", str(run_dir), "--data-dir", str(data_dir), "--split", "both")
+    assert code == 0, out
+    assert "differs" not in out
+    assert f"accuracy {record['metrics']['test']['accuracy']:.2f}" in out
+
+
+def test_train_on_a_missing_task_or_bad_csv_says_what_to_do(monkeypatch, capsys, tmp_path, data_dir):
+    code, out = run(monkeypatch, capsys, "train", "--task", "qnli", "--data-dir", str(data_dir), *TINY_TRAINING)
+    assert code == 2 and "train.tsv" in out and "Traceback" not in out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nfine,1\n")
+    code, out = run(monkeypatch, capsys, "train", "--task", str(bad), "--text-columns", "sentence", "--label-column", "label")
+    assert code == 2 and "sentence" in out and "Traceback" not in out
+
+
+def test_compare_writes_the_table_and_resumes(monkeypatch, capsys, tmp_path, data_dir):
+    args = ["compare", "--designs", "lora,bitfit", "--tasks", "rte", "--seeds", "0", "--data-dir", str(data_dir),
+            "--out", str(tmp_path), *TINY_TRAINING]
+    code, out = run(monkeypatch, capsys, *args)
+    assert code == 0, out
+    table = (tmp_path / "table.md").read_text()
+    assert "| lora |" in table and "| bitfit |" in table and "±" in table
+    assert len((tmp_path / "trials.jsonl").read_text().splitlines()) == 2
+    code, out = run(monkeypatch, capsys, *args)  # everything done: nothing runs again
+    assert code == 0 and "trial lora|" not in out and "trial bitfit|" not in out
+    assert len((tmp_path / "trials.jsonl").read_text().splitlines()) == 2
