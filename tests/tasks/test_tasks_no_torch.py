@@ -1,6 +1,6 @@
 """The task layer imports no torch (STYLE.md rule 1), proven in a fresh interpreter.
 
-Reuses the design layer's probe (tests/design/test_no_torch.py): a meta-path finder installed
+Uses the shared probe (tests/import_probe.py): a meta-path finder installed
 before the import records every attempt to import torch or transformers, even a guarded one. On top
 of that, the libraries only needed to score (sacrebleu, rouge_score, scikit-learn, scipy) and the
 optional hub loader (datasets) must not load at import time either.
@@ -8,16 +8,9 @@ optional hub loader (datasets) must not load at import time either.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-_DESIGN_PROBE = Path(__file__).resolve().parents[1] / "design" / "test_no_torch.py"
-_spec = importlib.util.spec_from_file_location("_design_no_torch", _DESIGN_PROBE)
-_design_probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_design_probe)
-run_probe = _design_probe.run_probe
+from import_probe import run_probe
 
 NOT_AT_IMPORT = "{'sacrebleu', 'rouge_score', 'sklearn', 'scipy', 'datasets'}"
 CHECK_LAZY = f"import sys; lazy = sorted({{m.split('.')[0] for m in sys.modules}} & {NOT_AT_IMPORT}); assert not lazy, lazy"
