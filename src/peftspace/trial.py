@@ -94,7 +94,7 @@ def train_trial(design: Design | str, backbone: str, task, schedule: Schedule = 
     return TrainedTrial(record, model, fmt)
 
 
-def _train_and_score(design, backbone, data, schedule, seed, record, progress) -> None:
+def _train_and_score(design, backbone, data, schedule, seed, record, progress):
     import peftspace
     from peftspace.families import family_of
     from peftspace.formats import default_format, make_format
