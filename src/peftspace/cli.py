@@ -215,6 +215,102 @@ def compare(model: str = MODEL,
     console.print((out / "table.md").read_text())
 
 
+STORAGE = typer.Option(None, "--storage", help="Optuna storage URL: sqlite:///FILE.db or postgresql://user:pw@host/db.")
+
+
+def _quiet_optuna() -> None:
+    import logging
+
+    import optuna
+
+    optuna.logging.set_verbosity(logging.WARNING)
+
+
+def _print_sweep(status: dict) -> None:
+    designs = status["designs"]
+    counts = ", ".join(f"{designs[s]} {s}" for s in ("complete", "failed", "running", "waiting"))
+    console.print(f"study {status['study']} in {status['storage']}: {counts} of {designs['total']} designs")
+    best = status["best"]
+    if best:
+        console.print(f"best: design {best['design_index']} (trial {best['trial']}), error {best['error']:.2f}")
+    for failure in status["failures"]:
+        console.print(f"[yellow]failed[/yellow] design {failure['design_index']} (trial {failure['trial']}): {failure['reason']}")
+    if status["duplicates"]:
+        console.print(f"[red]designs with more than one finished trial: {status['duplicates']}[/red]")
+
+
+@app.command()
+def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4, or a space file (.yaml/.json)."),
+          model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help="Comma-separated task names."),
+          samples: int = typer.Option(100, help="Designs drawn from the space."),
+          workers: int = typer.Option(1, help="Local worker processes (0: only create and queue the sweep)."),
+          storage: str = STORAGE, study: str = typer.Option(None, "--study", help="Study name (default SPACE-MODEL-TASKS)."),
+          seed: int = 0, data_dir: Path = DATA_DIR, steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3,
+          max_length: int = 128, max_train_examples: int = None, max_eval_examples: int = None,
+          threads: int = typer.Option(None, help="Torch threads per worker (default: CPU count / workers)."),
+          heartbeat_interval: int = typer.Option(60, help="Seconds between a running trial's heartbeats."),
+          grace_period: int = typer.Option(None, help="Silence after which a trial's worker is dead (default 2 x interval)."),
+          max_retry: int = typer.Option(3, help="Re-queues of a design whose worker died."),
+          retry_failed: bool = typer.Option(False, "--retry-failed", help="First re-queue designs that diverged or raised.")) -> None:
+    """Sample designs from a space, queue them in an Optuna study, train them with local workers (resumable)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from peftspace.sweep import Heartbeat, run_sweep
+
+    _quiet_optuna()
+    schedule = _schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None)
+    columns = (TextColumn("sweep"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        job = bar.add_task("sweep", total=samples, counts="")
+
+        def show(counts):
+            bar.update(job, completed=counts["complete"] + counts["failed"], total=counts["total"],
+                       counts=", ".join(f"{counts[s]} {s}" for s in ("complete", "failed", "running", "waiting")))
+
+        status = run_sweep(space, model, tasks, samples, seed, workers, storage, study, schedule, data_dir, show, threads=threads,
+                           heartbeat=Heartbeat(heartbeat_interval, grace_period, max_retry), retry_failed=retry_failed)
+    _print_sweep(status)
+
+
+@app.command()
+def worker(storage: str = typer.Option(..., "--storage", help="The sweep's Optuna storage URL."),
+           study: str = typer.Option(..., "--study", help="The sweep's study name."), data_dir: Path = DATA_DIR,
+           threads: int = typer.Option(None, help="Torch threads for this worker.")) -> None:
+    """Join a sweep: run its queued designs until none is left (start any number, on any machine)."""
+    from transformers.utils import logging as hf_logging
+
+    from peftspace.sweep import run_worker, sweep_status
+
+    _quiet_optuna()
+    hf_logging.disable_progress_bar()
+
+    def show(summary):
+        ok = summary["status"] == "ok"
+        outcome = f"error {summary['error']:.2f}" if ok else f"[yellow]failed[/yellow]: {summary['reason']}"
+        console.print(f"trial {summary['trial']} design {summary['design_index']}: {outcome} ({summary['wall_time_s']:.0f} s)")
+
+    ran = run_worker(storage, study, data_dir, threads=threads, on_trial=show)
+    console.print(f"this worker ran {ran} trial(s)")
+    _print_sweep(sweep_status(storage, study))
+
+
+@app.command()
+def status(storage: str = typer.Option(..., "--storage", help="The sweep's Optuna storage URL."),
+           study: str = typer.Option(..., "--study", help="The sweep's study name."),
+           as_json: bool = typer.Option(False, "--json", help="Print the full status as JSON.")) -> None:
+    """Show where a sweep stands: designs per state, the best design, failures and their reasons."""
+    import json
+
+    from peftspace.sweep import sweep_status
+
+    _quiet_optuna()
+    result = sweep_status(storage, study)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_sweep(result)
+
+
 @app.command()
 def presets() -> None:
     """List the built-in designs."""

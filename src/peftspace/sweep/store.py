@@ -1,0 +1,305 @@
+"""Optuna storage for sweeps: opening a store, the sweep's stored definition, the queue of designs.
+
+A sweep is one Optuna study. Its definition (space, model, tasks, samples, seed, schedule) lives in
+the study's user attrs, and each sampled design is one enqueued trial with the fixed integer param
+``design_index`` (so optuna-dashboard shows it) and user attrs ``design``, ``design_index`` and ``seed``.
+
+Crash safety is Optuna's heartbeat: a running trial records a heartbeat every ``interval`` seconds;
+one silent for longer than ``grace_period`` is failed as stale and re-queued, as a copy that keeps its
+params, fixed params and user attrs, by ``RetryHeartbeatStaleTrialCallback`` (at most ``max_retry``
+times per design). Trials that fail by themselves (a diverged loss, an exception) are not re-queued:
+they keep their ``reason`` until ``retry_failed`` re-queues them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import random
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from peftspace.design.errors import PeftspaceError
+
+BACKENDS = ("sqlite", "postgresql", "mysql")
+URL_HELP = "use sqlite:///path/to/file.db (one machine) or postgresql://user:password@host:port/database (many machines)"
+DEFINITION_ATTR = "peftspace_sweep"
+HEARTBEAT_ATTR = "peftspace_heartbeat"
+DRIVERS = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL", "MySQLdb": "mysqlclient"}
+
+
+class SweepError(PeftspaceError):
+    """A sweep's storage, study or definition is unusable, and what to do about it."""
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """How dead workers are noticed: Optuna's heartbeat, stored in the study so every worker agrees."""
+
+    interval: int = 60  # seconds between a running trial's heartbeats
+    grace_period: int | None = None  # silence after which a running trial is stale; default 2 * interval
+    max_retry: int = 3  # re-queues of a design whose worker died, before it stays failed
+
+    def __post_init__(self):
+        problems = [f"{name}={value!r} must be a positive integer" for name, value in
+                    (("heartbeat interval", self.interval), ("grace period", self.grace_period or 1))
+                    if not isinstance(value, int) or value < 1]
+        if not isinstance(self.max_retry, int) or self.max_retry < 0:
+            problems.append(f"max_retry={self.max_retry!r} must be a non-negative integer")
+        if problems:
+            raise SweepError("; ".join(problems))
+
+    @property
+    def grace(self) -> int:
+        return self.grace_period or 2 * self.interval
+
+
+@dataclass(frozen=True)
+class SweepDefinition:
+    """What a sweep is: re-running with the same definition continues it, a different one is refused."""
+
+    space: dict
+    model: str
+    tasks: tuple[str, ...]
+    samples: int
+    seed: int
+    schedule: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as stored
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SweepDefinition":
+        return cls(**{**data, "tasks": tuple(data["tasks"])})
+
+
+def storage_url(storage: str | None, study_name: str) -> str:
+    """The storage URL to use: ``storage`` as given, a ``.db`` path as SQLite, or ``sqlite:///runs/<study>.db``."""
+    if storage is None:
+        Path("runs").mkdir(exist_ok=True)
+        return f"sqlite:///runs/{safe_name(study_name)}.db"
+    if "://" not in storage and Path(storage).suffix in (".db", ".sqlite", ".sqlite3"):
+        return f"sqlite:///{storage}"
+    return storage
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+=-]+", "-", text).strip("-") or "sweep"
+
+
+def redact(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def open_storage(url: str, heartbeat: Heartbeat | None = None):
+    """An ``optuna.storages.RDBStorage`` on ``url``, with the heartbeat and re-queue of dead trials if given.
+
+    Raises:
+        SweepError: for a malformed or unsupported URL, a missing database driver, or a database
+            that cannot be reached, saying which and how to fix it (never a driver traceback).
+    """
+    import optuna
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    if not isinstance(url, str) or "://" not in url:
+        raise SweepError(f"storage URL {url!r} is malformed; {URL_HELP}")
+    try:
+        backend = make_url(url).get_backend_name()
+    except (sqlalchemy.exc.ArgumentError, ValueError) as error:
+        raise SweepError(f"storage URL {redact(url)!r} is malformed ({error}); {URL_HELP}") from None
+    if backend not in BACKENDS:
+        raise SweepError(f"storage URL {redact(url)!r} has the unsupported backend {backend!r}; {URL_HELP}")
+    if backend == "sqlite":  # concurrent workers wait for the file lock instead of failing at once
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    kwargs = {}
+    if heartbeat is not None:
+        kwargs = {"heartbeat_interval": heartbeat.interval, "grace_period": heartbeat.grace,
+                  _callback_argument(): retry_callback(heartbeat.max_retry)}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeat and re-queue are "experimental" in Optuna
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        if backend == "sqlite":
+            _serialize_sqlite(storage.engine)
+        return storage
+    except ImportError as error:
+        missing = getattr(error.__cause__, "name", None) or getattr(error, "name", None)
+        package = DRIVERS.get(missing, missing or "the driver of " + backend)
+        raise SweepError(f"cannot open storage {redact(url)!r}: its database driver {missing!r} is not installed; "
+                         f"pip install '{package}'") from None
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ValueError, OSError) as error:
+        first = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise SweepError(f"cannot open storage {redact(url)!r}: {first}. Check that the database is reachable and "
+                         f"the URL is right; {URL_HELP}") from None
+
+
+def _serialize_sqlite(engine) -> None:
+    """Make every SQLite transaction ``BEGIN IMMEDIATE`` (SQLAlchemy's recipe for pysqlite).
+
+    pysqlite runs SELECTs outside any transaction, so two workers can both read a trial as WAITING
+    (or RUNNING) and both take it (or both fail it as stale and re-queue it twice). With the write
+    lock taken when a transaction begins, Optuna's read-check-write steps are serialized; the busy
+    timeout makes the others wait. PostgreSQL needs none of this: Optuna locks the row there.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _driver_without_transactions(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened while Optuna set up the schema predate the hooks
+
+
+def _callback_argument() -> str:
+    import optuna
+
+    parameters = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
+    return "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in parameters else "failed_trial_callback"
+
+
+def retry_callback(max_retry: int):
+    """Optuna's re-queue of stale trials (renamed in Optuna 4.9): copies params, fixed params, user attrs."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+        return retry(max_retry=max_retry)
+
+
+def study_names(storage) -> list[str]:
+    import optuna
+
+    return sorted(optuna.get_all_study_names(storage))
+
+
+def load_study(storage, study_name: str, url: str):
+    """The existing study ``study_name``, or a SweepError naming the studies that do exist."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise SweepError(f"there is no study {study_name!r} in {redact(url)}; studies there: {study_names(storage)}") from None
+
+
+def read_definition(study) -> SweepDefinition:
+    stored = study.user_attrs.get(DEFINITION_ATTR)
+    if stored is None:
+        raise SweepError(f"study {study.study_name!r} is not a peftspace sweep (it has no {DEFINITION_ATTR!r} user attr)")
+    return SweepDefinition.from_dict(stored)
+
+
+def read_heartbeat(study) -> Heartbeat:
+    return Heartbeat(**study.user_attrs.get(HEARTBEAT_ATTR, {}))
+
+
+def check_definition(study, definition: SweepDefinition, url: str) -> bool:
+    """Check that ``study`` holds this sweep, or none yet (then the caller stores it once its designs are drawn).
+
+    Returns:
+        True if the study is new (no definition stored yet).
+
+    Raises:
+        SweepError: listing every field that differs from the stored definition.
+    """
+    wanted = definition.to_dict()
+    stored = study.user_attrs.get(DEFINITION_ATTR)
+    if stored is None:
+        if study.get_trials(deepcopy=False):
+            raise SweepError(f"study {study.study_name!r} in {redact(url)} already has trials but is not a peftspace sweep; "
+                             f"choose another study name")
+        return True
+    if stored != wanted:
+        differences = [f"{key}: stored {_short(stored.get(key))}, given {_short(wanted[key])}"
+                       for key in wanted if stored.get(key) != wanted[key]]
+        raise SweepError(f"study {study.study_name!r} in {redact(url)} holds a different sweep, so it cannot be continued with "
+                         f"these arguments (repeat the stored ones to resume it, or choose another study name to start a new "
+                         f"sweep); differences: " + "; ".join(differences))
+    return False
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def design_index(trial) -> int | None:
+    """The design a (frozen) trial runs: its user attr, else its (fixed) param; None for a stray trial."""
+    index = trial.user_attrs.get("design_index", trial.params.get("design_index"))
+    if index is None:
+        index = trial.system_attrs.get("fixed_params", {}).get("design_index")
+    return index
+
+
+def enqueue_designs(study, designs: list, seed: int) -> int:
+    """Enqueue every design whose index has no trial yet (all of them, on a new study); returns how many."""
+    present = {design_index(t) for t in study.get_trials(deepcopy=False)}
+    added = 0
+    for index, design in enumerate(designs):
+        if index in present:
+            continue
+        study.enqueue_trial({"design_index": index},
+                            user_attrs={"design_index": index, "design": design.to_dict(), "seed": seed + index})
+        added += 1
+    return added
+
+
+def reap_stale(study, heartbeat: Heartbeat) -> int:
+    """Fail running trials whose worker died and re-queue them; returns how many were failed.
+
+    Two cases: Optuna's stale trials (heartbeat silent for ``grace``), and trials killed between
+    being popped from the queue and their first heartbeat, which Optuna never sees as stale: a running
+    trial without this attempt's ``attempt`` marker, started more than ``grace`` seconds ago (by the
+    clock of the machine that started it, so machines' clocks should agree to well within ``grace``).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        retrying(optuna.storages.fail_stale_trials, study)
+    now = datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("attempt") == trial.number or trial.datetime_start is None:
+            continue
+        if now - trial.datetime_start > timedelta(seconds=heartbeat.grace):
+            try:
+                if not retrying(study._storage.set_trial_state_values, trial._trial_id, state=TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # finished meanwhile, or failed by another worker
+            retry_callback(heartbeat.max_retry)(study, study._storage.get_trial(trial._trial_id))
+    return len({t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))} - before)
+
+
+def retrying(call, *args, attempts: int = 12, **kwargs):
+    """``call`` retried on transient storage errors (SQLite's 'database is locked' under concurrent workers)."""
+    import optuna
+    import sqlalchemy
+
+    jitter = random.Random()
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + jitter.random()))

@@ -1,0 +1,221 @@
+"""The worker loop: take a queued design, train it on every task of the sweep, store the result.
+
+Any number of workers, on one machine or many, can run against one store. Each loads the sweep's
+tasks once and reuses them; the backbone is still loaded per trial by ``run_trial`` (a later change
+keeps it in the worker). A design that diverges or raises is told FAIL with its ``reason`` and the
+worker goes on; a worker that dies leaves its trial silent, and the heartbeat re-queues it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import traceback
+
+from peftspace.design.errors import PeftspaceError
+from peftspace.sweep.store import (design_index, load_study, open_storage, read_definition, read_heartbeat, reap_stale,
+                                   retrying)
+
+
+class _Heartbeat:
+    """Records the running trial's heartbeat now and then every ``interval`` s on a daemon thread.
+
+    ``Study.ask`` does not start Optuna's own heartbeat thread (only ``Study.optimize`` does).
+    """
+
+    def __init__(self, storage, trial_id: int, interval: int):
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{trial_id}", daemon=True)
+
+    def __enter__(self):
+        retrying(self.storage.record_heartbeat, self.trial_id)
+        self.thread.start()
+        return self
+
+    def _run(self):
+        while not self.stop.wait(self.interval):
+            try:
+                retrying(self.storage.record_heartbeat, self.trial_id, attempts=3)
+            except Exception:  # a missed beat is harmless; the next one may get through
+                pass
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def run_worker(storage: str, study_name: str, data_dir=None, *, threads: int | None = None,
+               max_trials: int | None = None, on_trial=None) -> int:
+    """Run queued designs of the sweep ``study_name`` until none is left; returns how many it ran.
+
+    Args:
+        storage: the store's URL (``sqlite:///...`` or ``postgresql://...``).
+        study_name: the sweep's study, created by ``run_sweep``.
+        data_dir: the tasks' files (layout of ``shared/data``); None loads them from the hub.
+        threads: torch threads for this process (``torch.set_num_threads``); None leaves them as they are.
+        max_trials: stop after this many trials (None: until the queue is empty).
+        on_trial: called with a summary dict after each trial.
+
+    While no design is queued but some are running elsewhere, the worker waits: a running trial
+    whose worker died comes back to the queue once its heartbeat is stale.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from peftspace.tasks import load_task
+    from peftspace.trial import Schedule
+
+    plain = open_storage(storage)
+    first = load_study(plain, study_name, storage)
+    definition, heartbeat = read_definition(first), read_heartbeat(first)
+    store = open_storage(storage, heartbeat)
+    study = optuna.load_study(study_name=study_name, storage=store)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    schedule = Schedule.from_dict(definition.schedule)
+    # Loaded once per worker, with the sweep's seed: every design sees the same splits.
+    data = {task: load_task(task, data_dir, seed=definition.seed) for task in definition.tasks}
+    ran = 0
+    while max_trials is None or ran < max_trials:
+        reap_stale(study, heartbeat)
+        trials = retrying(study.get_trials, deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+        if not any(t.state == TrialState.WAITING for t in trials):
+            if not trials:
+                break
+            time.sleep(min(heartbeat.interval, 5))  # in flight elsewhere; a dead one is re-queued once stale
+            continue
+        trial = _pop(study, store)
+        if trial is None:  # another worker took the last one meanwhile
+            continue
+        with _Heartbeat(store, trial._trial_id, heartbeat.interval):
+            retrying(trial.set_user_attr, "attempt", trial.number)  # marks it alive (see reap_stale)
+            summary = _run_one(study, trial, definition, schedule, data)
+        ran += summary is not None
+        if summary is not None and on_trial is not None:
+            on_trial(summary)
+    return ran
+
+
+def _pop(study, store):
+    """Take the first waiting trial, as ``Study.ask`` does, but never create a fresh one when none is left.
+
+    Its heartbeat is recorded before it turns RUNNING, so a worker killed at any moment after that
+    leaves a trial that Optuna sees as stale.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    for waiting in retrying(study.get_trials, deepcopy=False, states=(TrialState.WAITING,)):
+        retrying(store.record_heartbeat, waiting._trial_id)
+        try:
+            if retrying(store.set_trial_state_values, waiting._trial_id, state=TrialState.RUNNING):
+                return optuna.trial.Trial(study, waiting._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # finished meanwhile: try the next one
+    return None
+
+
+def _run_one(study, trial, definition, schedule, data) -> dict | None:
+    """Run one popped trial and tell its outcome; None if it was not a design to run."""
+    from optuna.trial import TrialState
+
+    index = trial.user_attrs.get("design_index")
+    if index is None:  # queued by something else than run_sweep
+        _tell(study, trial, TrialState.PRUNED, {"reason": "not a design of this sweep (no design_index user attr)"})
+        return None
+    retrying(trial.suggest_int, "design_index", 0, definition.samples - 1)
+    done = [t for t in retrying(study.get_trials, deepcopy=False, states=(TrialState.COMPLETE,)) if design_index(t) == index]
+    if done:
+        _tell(study, trial, TrialState.PRUNED, {"reason": f"design {index} already finished as trial {done[0].number}"})
+        return None
+    try:
+        result = run_design(trial.user_attrs["design"], definition, schedule, data, trial.user_attrs["seed"])
+    except (KeyboardInterrupt, SystemExit):
+        _interrupted(study, trial)
+        raise
+    result["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    ok = result["status"] == "ok"
+    _tell(study, trial, TrialState.COMPLETE if ok else TrialState.FAIL, result, result["error"] if ok else None)
+    return {"trial": trial.number, "design_index": index, **{k: result[k] for k in ("status", "reason", "error", "wall_time_s")}}
+
+
+def run_design(design: dict, definition, schedule, data: dict, seed: int) -> dict:
+    """Train ``design`` on every task; the result attrs of the trial, ``status`` ok or failed with a ``reason``.
+
+    The error is ``error_from_scores`` of the per-task scores: 100 - their mean (lower is better).
+    """
+    from peftspace.analysis.stats import error_from_scores
+    from peftspace.design import Design
+    from peftspace.trial import run_trial
+
+    started = time.perf_counter()
+    result = {"status": "ok", "reason": None, "tasks": {}, "scores": {}, "average_score": None, "error": None, "trainable": None}
+    try:
+        for task in definition.tasks:
+            record = run_trial(Design.from_dict(design), definition.model, data[task], schedule, seed)
+            result["tasks"][task] = {k: v for k, v in record.items() if k not in ("design", "schedule", "model", "seed")}
+            if record["status"] != "ok":
+                result.update(status="failed", reason=f"{task}: {record['reason']}")
+                break
+            result["scores"][task] = record["score"]
+            result["trainable"] = record["trainable"]["design"]
+        else:
+            result["error"] = float(error_from_scores(result["scores"]))
+            result["average_score"] = 100.0 - result["error"]
+    except Exception as error:  # a bad design must never stop the sweep
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
+        result.update(status="failed", reason=f"{type(error).__name__}: {error} (at {where})")
+    result["wall_time_s"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _tell(study, trial, state, attrs: dict, value: float | None = None) -> None:
+    import optuna
+
+    try:
+        for key, value_ in attrs.items():
+            retrying(trial.set_user_attr, key, value_)
+        retrying(study.tell, trial, value, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # failed as stale meanwhile (its heartbeat starved); its re-queued copy runs the design again
+
+
+def _interrupted(study, trial) -> None:
+    """Ctrl-C: fail the trial now and re-queue its design, rather than wait for the heartbeat."""
+    from optuna.trial import TrialState
+
+    from peftspace.sweep.store import retry_callback
+
+    try:
+        _tell(study, trial, TrialState.FAIL, {"reason": "interrupted; re-queued"})
+        retry_callback(max_retry=None)(study, study._storage.get_trial(trial._trial_id))
+    except Exception:  # best effort: otherwise the heartbeat re-queues it
+        pass
+
+
+def worker_process(storage: str, study_name: str, data_dir, threads: int | None, errors) -> None:
+    """The entry point of a local worker process started by ``run_sweep`` (spawn context)."""
+    import logging
+
+    import optuna
+    from transformers.utils import logging as hf_logging
+
+    optuna.logging.set_verbosity(logging.WARNING)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        run_worker(storage, study_name, data_dir, threads=threads)
+    except PeftspaceError as error:
+        errors.put(str(error))
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as error:
+        errors.put(f"{type(error).__name__}: {error}")
+        raise
