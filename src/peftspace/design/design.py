@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from peftspace.design.counts import STRATEGIES, STRATEGY_NAMES
-from peftspace.design.errors import DesignError
+from peftspace.design.errors import DesignError, check_fields
 from peftspace.design.grouping import PATTERN_NAMES, _is_int, _is_pair
 from peftspace.design.options import StrategyOptions, _is_number
 
@@ -152,13 +152,7 @@ class Design:
     @classmethod
     def from_dict(cls, data) -> "Design":
         """Build and validate a design from plain data (as read from JSON or YAML)."""
-        if not isinstance(data, dict):
-            raise DesignError(f"a design must be a mapping of fields, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(map(str, set(data) - known))
-        if unknown:
-            raise DesignError(f"design has unknown field(s) {unknown}; known fields are {sorted(known)}")
-        data = dict(data)
+        data = check_fields(data, cls, "design")
         if "options" in data:
             if not isinstance(data["options"], dict):
                 raise DesignError(f"options={data['options']!r} must be a mapping")

@@ -25,3 +25,19 @@ class DesignError(PeftspaceError):
         else:
             message = f"{len(self.problems)} problems:\n" + "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(message)
+
+
+def check_fields(data, cls, what: str, word: str = "field") -> dict:
+    """``data`` as a mapping holding only ``cls``'s dataclass fields, else one DesignError.
+
+    ``what`` names the thing in messages ("design", "options"); ``word`` is "field" or "key".
+    """
+    from dataclasses import fields
+
+    if not isinstance(data, dict):
+        raise DesignError(f"a {what} must be a mapping of {word}s, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(map(str, set(data) - known))
+    if unknown:
+        raise DesignError(f"{what} has unknown {word}(s) {unknown}; known {word}s are {sorted(known)}")
+    return dict(data)

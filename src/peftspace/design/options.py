@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from peftspace.design.backbone import ATTENTION_ROLES, FFN_ROLES
+from peftspace.design.errors import check_fields
 
 ADAPTER_PLACEMENTS = ("pfeiffer", "houlsby", "parallel")
 NONLINEARITIES = ("relu", "gelu", "tanh", "silu")
@@ -78,13 +79,7 @@ class StrategyOptions:
 
     @classmethod
     def from_dict(cls, data: dict) -> "StrategyOptions":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(map(str, set(data) - known))
-        if unknown:
-            from peftspace.design.errors import DesignError
-
-            raise DesignError(f"options has unknown key(s) {unknown}; known keys are {sorted(known)}")
-        data = dict(data)
+        data = check_fields(data, cls, "options", word="key")
         if isinstance(data.get("lora_targets"), list):
             data["lora_targets"] = tuple(data["lora_targets"])
         return cls(**data)

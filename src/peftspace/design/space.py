@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from peftspace.design.allocation import resolve
 from peftspace.design.backbone import BackboneSpec
 from peftspace.design.design import ALLOCATIONS, Design, canonical_subset
-from peftspace.design.errors import DesignError
+from peftspace.design.errors import DesignError, check_fields
 from peftspace.design.grouping import PATTERN_NAMES
 from peftspace.design.options import StrategyOptions
 
@@ -76,13 +76,7 @@ class DesignSpace:
 
     @classmethod
     def from_dict(cls, data) -> "DesignSpace":
-        if not isinstance(data, dict):
-            raise DesignError(f"a design space must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(map(str, set(data) - known))
-        if unknown:
-            raise DesignError(f"design space has unknown field(s) {unknown}; known fields are {sorted(known)}")
-        data = dict(data)
+        data = check_fields(data, cls, "design space")
         if "name" not in data:
             raise DesignError("a design space needs a name")
         for key in ("groupings", "allocations", "subsets", "assignment"):

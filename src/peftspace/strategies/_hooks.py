@@ -48,3 +48,12 @@ def pad_to_slice(delta, out_slice: slice | None, width: int):
     if out_slice is None:
         return delta
     return nn.functional.pad(delta, (out_slice.start, width - out_slice.stop))
+
+
+def fold_all(model: nn.Module, kind: type) -> int:
+    """Fold every attached ``kind`` module into its target (``merge_into``) and remove it."""
+    found = attached(model, kind)
+    for target, name, module in found:
+        module.merge_into(target)
+        detach(target, name)
+    return len(found)

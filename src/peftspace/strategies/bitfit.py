@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from peftspace.strategies._hooks import attach, attached, detach
+from peftspace.strategies._hooks import attach, fold_all
 
 NAME = "peftspace_bitfit"
 
@@ -43,11 +43,7 @@ def apply(block, size: int, options) -> list[nn.Module]:
 
 
 def merge(model: nn.Module) -> int:
-    found = attached(model, BiasDelta)
-    for target, name, delta in found:
-        delta.merge_into(target)
-        detach(target, name)
-    return len(found)
+    return fold_all(model, BiasDelta)
 
 
 def _out_features(target: nn.Module) -> int:

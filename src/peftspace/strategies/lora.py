@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from peftspace.families import is_transposed, linear_shape
-from peftspace.strategies._hooks import attach, attached, detach, pad_to_slice
+from peftspace.strategies._hooks import attach, fold_all, pad_to_slice
 
 NAME = "peftspace_lora"
 
@@ -62,8 +62,4 @@ def apply(block, size: int, options) -> list[nn.Module]:
 
 
 def merge(model: nn.Module) -> int:
-    found = attached(model, LoRA)
-    for target, name, lora in found:
-        lora.merge_into(target)
-        detach(target, name)
-    return len(found)
+    return fold_all(model, LoRA)
