@@ -32,10 +32,10 @@ def apply(model: nn.Module, design: Design | Plan | str) -> Plan:
     if hasattr(model, STATE_ATTRIBUTE):
         raise DesignError("this model already has a peftspace design; load a fresh backbone to apply another")
     the_plan = design if isinstance(design, Plan) else plan(model, design)
-    found = blocks(model)
-    if the_plan.family != family_of(model.config) or the_plan.backbone_parameters != backbone_parameters(model):
+    found, size = blocks(model), backbone_parameters(model)
+    if the_plan.family != family_of(model.config) or the_plan.backbone_parameters != size:
         raise ModelError(f"the plan was made for another backbone ({the_plan.model_type}, {the_plan.backbone_parameters:,} parameters) "
-                         f"than this {model.config.model_type} with {backbone_parameters(model):,}")
+                         f"than this {model.config.model_type} with {size:,}")
     for layer in the_plan.layers:
         if "P" in layer.sizes:
             STRATEGY_MODULES["P"].check(found[layer.index])  # fail before the model changes
