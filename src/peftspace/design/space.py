@@ -3,7 +3,12 @@
 A space fixes the budget and options and lists, per component, the options a design may take:
 grouping (named patterns, or ``"free"``: group sizes uniform over the compositions of the layer
 count, as in S0), allocation, tunable groups (``"any"`` non-empty subset, ``"all"``, or explicit
-subsets), and strategy subsets (any of the 15 per group, or a fixed assignment per group).
+subsets), and strategy subsets (the same allowed subsets for every group, allowed subsets per
+group, or a fixed assignment per group).
+
+Sampling draws each component uniformly and rejects duplicates and infeasible designs; a space with
+few designs (at most four times as many as asked for) is enumerated instead, so that "up to n
+designs" of a tiny space (a late greedy stage) is exact and quick.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class DesignSpace:
     tuned: str | tuple[tuple[int, ...], ...] = "any"
     subsets: tuple[str, ...] = ALL_SUBSETS  # allowed strategy subsets, for every group
     assignment: tuple[str, ...] | None = None  # a fixed subset per group (S4); overrides ``subsets``
+    group_subsets: tuple[tuple[str, ...], ...] | None = None  # allowed subsets per group; overrides ``subsets``
     budget_fraction: float = 0.005
     options: StrategyOptions = field(default_factory=StrategyOptions)
 
@@ -51,11 +57,15 @@ class DesignSpace:
                 found.append(f"tuned={self.tuned!r} must be 'any', 'all' or a list of group-index lists")
         elif not self.tuned or any(not t or any(not isinstance(g, int) or not 0 <= g < self.num_groups for g in t) for t in self.tuned):
             found.append(f"tuned={self.tuned!r}: each entry must be a non-empty list of groups in 0..{self.num_groups - 1}")
-        for subset in (self.assignment or ()) + tuple(self.subsets):
+        per_group = tuple(s for allowed in (self.group_subsets or ()) for s in allowed)
+        for subset in (self.assignment or ()) + tuple(self.subsets) + per_group:
             if not isinstance(subset, str) or canonical_subset(subset) not in ALL_SUBSETS or len(canonical_subset(subset)) != len(subset):
                 found.append(f"strategy subset {subset!r} must be letters from A, P, B, L without repeats")
         if self.assignment is not None and len(self.assignment) != self.num_groups:
             found.append(f"assignment has {len(self.assignment)} subsets for {self.num_groups} groups")
+        if self.group_subsets is not None and (len(self.group_subsets) != self.num_groups or not all(self.group_subsets)):
+            found.append(f"group_subsets must list a non-empty list of subsets for each of the {self.num_groups} groups, "
+                         f"got {[list(g) for g in self.group_subsets]}")
         if not isinstance(self.budget_fraction, (int, float)) or not 0 < self.budget_fraction <= 1:
             found.append(f"budget_fraction={self.budget_fraction!r} must be in (0, 1]")
         return found + (self.options.problems() if isinstance(self.options, StrategyOptions) else ["options must be StrategyOptions"])
@@ -84,6 +94,8 @@ class DesignSpace:
                 data[key] = tuple(data[key])
             elif isinstance(data.get(key), str) and key != "tuned":
                 data[key] = (data[key],)
+        if isinstance(data.get("group_subsets"), list):
+            data["group_subsets"] = tuple(tuple(g) if isinstance(g, list) else (g,) for g in data["group_subsets"])
         if isinstance(data.get("tuned"), list):
             data["tuned"] = tuple(tuple(t) if isinstance(t, list) else t for t in data["tuned"])
         if "options" in data:
@@ -127,11 +139,63 @@ def draw(space: DesignSpace, num_layers: int, rng) -> Design:
         tuned = None if len(tuned) == g else tuned
     else:
         tuned = tuple(space.tuned[rng.integers(len(space.tuned))])
-    strategies = space.assignment or tuple(space.subsets[rng.integers(len(space.subsets))] for _ in range(g))
+    allowed = allowed_subsets(space)
+    strategies = tuple(options[rng.integers(len(options))] for options in allowed)
     return Design(grouping=grouping, num_groups=g if isinstance(grouping, str) else None,
                   allocation=space.allocations[rng.integers(len(space.allocations))], tuned_groups=tuned,
                   strategies=tuple(strategies), budget_fraction=space.budget_fraction, options=space.options,
                   name=space.name)
+
+
+def allowed_subsets(space: DesignSpace) -> tuple[tuple[str, ...], ...]:
+    """The strategy subsets each group may take, one tuple per group."""
+    if space.assignment is not None:
+        return tuple((subset,) for subset in space.assignment)
+    if space.group_subsets is not None:
+        return tuple(tuple(allowed) for allowed in space.group_subsets)
+    return (tuple(space.subsets),) * space.num_groups
+
+
+def _groupings(space: DesignSpace, num_layers: int) -> list:
+    found = []
+    for grouping in space.groupings:
+        if grouping == "free":  # every composition of the layers into num_groups non-empty groups
+            found.extend(tuple(b - a for a, b in zip((0, *cuts), (*cuts, num_layers)))
+                         for cuts in itertools.combinations(range(1, num_layers), space.num_groups - 1))
+        else:
+            found.append(grouping)
+    return found
+
+
+def _tuned_options(space: DesignSpace) -> list:
+    g = space.num_groups
+    if space.tuned == "all":
+        return [None]
+    if space.tuned == "any":  # as ``draw`` writes them: tuning every group is ``None``
+        subsets = [tuple(i for i in range(g) if mask >> i & 1) for mask in range(1, 2**g)]
+        return [None if len(t) == g else t for t in subsets]
+    return list(dict.fromkeys(tuple(t) for t in space.tuned))
+
+
+def space_size(space: DesignSpace, num_layers: int) -> int:
+    """How many distinct designs ``space`` holds on ``num_layers`` layers, feasible or not."""
+    size = len(_groupings(space, num_layers)) * len(space.allocations) * len(_tuned_options(space))
+    for allowed in allowed_subsets(space):
+        size *= len(set(allowed))
+    return size
+
+
+def enumerate_designs(space: DesignSpace, num_layers: int) -> list[Design]:
+    """Every distinct design of ``space`` (feasible or not), in a fixed order; meant for small spaces."""
+    g = space.num_groups
+    designs = []
+    for grouping, allocation, tuned, strategies in itertools.product(
+            _groupings(space, num_layers), dict.fromkeys(space.allocations), _tuned_options(space),
+            itertools.product(*(tuple(dict.fromkeys(a)) for a in allowed_subsets(space)))):
+        designs.append(Design(grouping=grouping, num_groups=g if isinstance(grouping, str) else None, allocation=allocation,
+                              tuned_groups=tuned, strategies=tuple(strategies), budget_fraction=space.budget_fraction,
+                              options=space.options, name=space.name))
+    return designs
 
 
 def sample(space: DesignSpace, n: int, seed: int, backbone: BackboneSpec, max_attempts_per_design: int = 200) -> list[Design]:
@@ -142,6 +206,12 @@ def sample(space: DesignSpace, n: int, seed: int, backbone: BackboneSpec, max_at
     if space.num_groups > backbone.num_layers:
         raise DesignError(f"space {space.name!r} has {space.num_groups} groups but the backbone only {backbone.num_layers} layers")
     rng, designs, seen = np.random.default_rng(seed), [], set()
+    if space_size(space, backbone.num_layers) <= 4 * n:
+        feasible = [d for d in enumerate_designs(space, backbone.num_layers) if _feasible(d, backbone)]
+        if len(feasible) < n:
+            raise DesignError(f"space {space.name!r}: found only {len(feasible)} distinct feasible designs of {n} "
+                              f"(the space holds {space_size(space, backbone.num_layers)} designs)")
+        return [feasible[i] for i in rng.permutation(len(feasible))[:n]]
     attempts = 0
     while len(designs) < n:
         attempts += 1
@@ -153,12 +223,24 @@ def sample(space: DesignSpace, n: int, seed: int, backbone: BackboneSpec, max_at
         if key in seen:
             continue
         seen.add(key)
-        try:
-            resolve(design, backbone)
-        except DesignError:
-            continue
-        designs.append(design)
+        if _feasible(design, backbone):
+            designs.append(design)
     return designs
+
+
+def sample_up_to(space: DesignSpace, n: int, seed: int, backbone: BackboneSpec) -> list[Design]:
+    """``sample`` of ``n`` designs, or of every feasible design when the space holds fewer."""
+    if space_size(space, backbone.num_layers) <= 4 * n:
+        n = min(n, sum(_feasible(d, backbone) for d in enumerate_designs(space, backbone.num_layers)))
+    return sample(space, n, seed, backbone)
+
+
+def _feasible(design: Design, backbone: BackboneSpec) -> bool:
+    try:
+        resolve(design, backbone)
+    except DesignError:
+        return False
+    return True
 
 
 def builtin_spaces(options: StrategyOptions | None = None, budget_fraction: float = 0.005) -> dict[str, DesignSpace]:
@@ -171,8 +253,14 @@ def builtin_spaces(options: StrategyOptions | None = None, budget_fraction: floa
     return {s.name: s for s in (s0, s1, s2, s3, s4)}
 
 
-def component_subspaces(space: DesignSpace, component: str) -> dict[str, DesignSpace]:
-    """One subspace per option of ``component`` (grouping, allocation, tuned), for a stage's comparison."""
+def component_subspaces(space: DesignSpace, component: str, *, group: int | None = None,
+                        candidates: tuple[str, ...] = ALL_SUBSETS) -> dict[str, DesignSpace]:
+    """One subspace per option of ``component``, for a stage's comparison.
+
+    Components: ``grouping`` (the five patterns), ``allocation`` (the three rules), ``tuned`` (all
+    groups, or any non-empty subset), and ``strategies`` of one ``group``: one subspace per
+    ``candidates`` subset fixed on that group, the other groups keeping what ``space`` allows them.
+    """
     if component == "grouping":
         return {p: space.restrict(f"{space.name}/grouping={p}", groupings=(p,)) for p in PATTERN_NAMES}
     if component == "allocation":
@@ -180,4 +268,13 @@ def component_subspaces(space: DesignSpace, component: str) -> dict[str, DesignS
     if component == "tuned":
         return {"all": space.restrict(f"{space.name}/tuned=all", tuned="all"),
                 "any": space.restrict(f"{space.name}/tuned=any", tuned="any")}
-    raise DesignError(f"unknown component {component!r}; use grouping, allocation or tuned")
+    if component == "strategies":
+        if not isinstance(group, int) or not 0 <= group < space.num_groups:
+            raise DesignError(f"the strategies component needs a group in 0..{space.num_groups - 1}, got {group!r}")
+        allowed = allowed_subsets(space)
+        subspaces = {}
+        for subset in dict.fromkeys(canonical_subset(c) for c in candidates):
+            per_group = tuple((subset,) if g == group else allowed[g] for g in range(space.num_groups))
+            subspaces[subset] = space.restrict(f"{space.name}/G{group + 1}={subset}", assignment=None, group_subsets=per_group)
+        return subspaces
+    raise DesignError(f"unknown component {component!r}; use grouping, allocation, tuned or strategies")
