@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from postgres import postgres_url  # noqa: F401  (the session's PostgreSQL server, for its tests)
 
 from peftspace.trial import Schedule
 
