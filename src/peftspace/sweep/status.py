@@ -94,3 +94,23 @@ def retry_failed(storage: str, study_name: str) -> list[int]:
         retrying(study.enqueue_trial, {"design_index": index}, user_attrs={**attrs, "retry_of": last.number})
         requeued.append(index)
     return requeued
+
+
+def finished_trials(storage: str, study_name: str) -> list[dict]:
+    """Every COMPLETE trial of a sweep as plain data, in order of design index: what analysis and reports read.
+
+    Each dict has ``trial`` (number), ``design_index``, ``design`` (dict), ``seed``, ``error``,
+    ``average_score``, ``scores`` (task -> score), ``trainable`` (the design's parameters, heads
+    excluded), ``wall_time_s`` and ``worker``.
+    """
+    from optuna.trial import TrialState
+
+    study = load_study(open_storage(storage), study_name, storage)
+    rows = []
+    for trial in retrying(study.get_trials, deepcopy=False, states=(TrialState.COMPLETE,)):
+        attrs = trial.user_attrs
+        rows.append({"trial": trial.number, "design_index": design_index(trial), "design": attrs.get("design"),
+                     "seed": attrs.get("seed"), "error": trial.value, "average_score": attrs.get("average_score"),
+                     "scores": attrs.get("scores", {}), "trainable": attrs.get("trainable"),
+                     "wall_time_s": attrs.get("wall_time_s"), "worker": attrs.get("worker")})
+    return sorted(rows, key=lambda row: (row["design_index"], row["trial"]))
