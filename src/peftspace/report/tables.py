@@ -77,7 +77,7 @@ def _option_rows(stage: dict, finished: dict[str, int]) -> list[tuple[str, list[
             n = finished.get(name, 0)
             why = "not ranked (fewer than 2 finished designs when ranked)" if ranking else "no ranking yet"
             rows.append((name, [e(name), count(n), f'<td colspan="4" class="muted">{why}</td>']))
-    return rows or [("", [f'<td colspan="6" class="muted">no options</td>'])]
+    return rows or [("", ['<td colspan="6" class="muted">no options</td>'])]
 
 
 def _p(value) -> str:

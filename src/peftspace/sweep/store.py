@@ -189,6 +189,25 @@ def study_names(storage) -> list[str]:
     return sorted(optuna.get_all_study_names(storage))
 
 
+def matching_sweeps(url: str, patterns: str) -> list[str]:
+    """The sweeps named by comma-separated names or shell patterns (``NAME/S1/*``), each once, in the order given.
+
+    A pattern matches only peftspace sweeps (so ``NAME/*`` skips a discovery's log study); a name
+    that matches nothing is an error listing the studies there.
+    """
+    import fnmatch
+
+    store = open_storage(url)
+    sweeps = sorted(s.study_name for s in retrying(store.get_all_studies) if DEFINITION_ATTR in s.user_attrs)
+    found: list[str] = []
+    for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
+        hits = [n for n in sweeps if fnmatch.fnmatchcase(n, pattern)] if any(c in pattern for c in "*?[") else [pattern]
+        if not hits or (hits == [pattern] and pattern not in sweeps):
+            raise SweepError(f"no sweep {pattern!r} in {redact(url)}; sweeps there: {sweeps}")
+        found += [h for h in hits if h not in found]
+    return found
+
+
 def load_study(storage, study_name: str, url: str):
     """The existing study ``study_name``, or a SweepError naming the studies that do exist."""
     import optuna

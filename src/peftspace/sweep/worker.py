@@ -1,9 +1,10 @@
 """The worker loop: take a queued design, train it on every task of the sweep, store the result.
 
 Any number of workers, on one machine or many, can run against one store. Each loads the sweep's
-tasks once and reuses them; the backbone is still loaded per trial by ``run_trial`` (a later change
-keeps it in the worker). A design that diverges or raises is told FAIL with its ``reason`` and the
-worker goes on; a worker that dies leaves its trial silent, and the heartbeat re-queues it.
+tasks once and keeps one ``TrialCache`` for all its trials: the backbone is loaded and each task
+encoded once per worker, and every trial trains its own copy of the pristine backbone. A design
+that diverges or raises is told FAIL with its ``reason`` and the worker goes on; a worker that
+dies leaves its trial silent, and the heartbeat re-queues it.
 """
 
 from __future__ import annotations
@@ -47,21 +48,45 @@ class _Heartbeat:
         self.thread.join()
 
 
-def run_worker(storage: str, study_name: str, data_dir=None, *, threads: int | None = None,
-               max_trials: int | None = None, on_trial=None) -> int:
+def run_worker(storage: str, study_name: str | list[str], data_dir=None, *, threads: int | None = None,
+               max_trials: int | None = None, on_trial=None, cache=None) -> int:
     """Run queued designs of the sweep ``study_name`` until none is left; returns how many it ran.
 
     Args:
         storage: the store's URL (``sqlite:///...`` or ``postgresql://...``).
-        study_name: the sweep's study, created by ``run_sweep``.
+        study_name: the sweep's study, created by ``run_sweep``; or a list of studies, run one after
+            the other in this process (a discovery stage's subspaces), sharing the loaded tasks.
         data_dir: the tasks' files (layout of ``shared/data``); None loads them from the hub.
         threads: torch threads for this process (``torch.set_num_threads``); None leaves them as they are.
         max_trials: stop after this many trials (None: until the queue is empty).
         on_trial: called with a summary dict after each trial.
+        cache: the ``TrialCache`` this worker's trials share (None: a new one).
 
     While no design is queued but some are running elsewhere, the worker waits: a running trial
     whose worker died comes back to the queue once its heartbeat is stale.
     """
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    if cache is None:
+        from peftspace.trial import TrialCache
+
+        cache = TrialCache()
+    tasks: dict = {}  # (task, seed) -> TaskData, loaded once for every study of this worker
+    names = [study_name] if isinstance(study_name, str) else list(study_name)
+    ran = 0
+    # First every study's queue; then each study again, waiting out trials in flight elsewhere
+    # (one whose worker died comes back to the queue once its heartbeat is stale).
+    for wait, name in [(False, n) for n in names] + [(True, n) for n in names]:
+        if max_trials is not None and ran >= max_trials:
+            break
+        ran += _run_study(storage, name, data_dir, tasks, None if max_trials is None else max_trials - ran, on_trial, wait, cache)
+    return ran
+
+
+def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials: int | None, on_trial, wait: bool,
+               cache) -> int:
     import optuna
     from optuna.trial import TrialState
 
@@ -73,19 +98,18 @@ def run_worker(storage: str, study_name: str, data_dir=None, *, threads: int | N
     definition, heartbeat = read_definition(first), read_heartbeat(first)
     store = open_storage(storage, heartbeat)
     study = optuna.load_study(study_name=study_name, storage=store)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     schedule = Schedule.from_dict(definition.schedule)
-    # Loaded once per worker, with the sweep's seed: every design sees the same splits.
-    data = {task: load_task(task, data_dir, seed=definition.seed) for task in definition.tasks}
+    # With the sweep's seed: every design sees the same splits.
+    for task in definition.tasks:
+        if (task, definition.seed) not in tasks:
+            tasks[task, definition.seed] = load_task(task, data_dir, seed=definition.seed)
+    data = {task: tasks[task, definition.seed] for task in definition.tasks}
     ran = 0
     while max_trials is None or ran < max_trials:
         reap_stale(study, heartbeat)
         trials = retrying(study.get_trials, deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
         if not any(t.state == TrialState.WAITING for t in trials):
-            if not trials:
+            if not trials or not wait:
                 break
             time.sleep(min(heartbeat.interval, 5))  # in flight elsewhere; a dead one is re-queued once stale
             continue
@@ -94,7 +118,7 @@ def run_worker(storage: str, study_name: str, data_dir=None, *, threads: int | N
             continue
         with _Heartbeat(store, trial._trial_id, heartbeat.interval):
             retrying(trial.set_user_attr, "attempt", trial.number)  # marks it alive (see reap_stale)
-            summary = _run_one(study, trial, definition, schedule, data)
+            summary = _run_one(study, trial, definition, schedule, data, cache)
         ran += summary is not None
         if summary is not None and on_trial is not None:
             on_trial(summary)
@@ -120,7 +144,7 @@ def _pop(study, store):
     return None
 
 
-def _run_one(study, trial, definition, schedule, data) -> dict | None:
+def _run_one(study, trial, definition, schedule, data, cache) -> dict | None:
     """Run one popped trial and tell its outcome; None if it was not a design to run."""
     from optuna.trial import TrialState
 
@@ -134,7 +158,7 @@ def _run_one(study, trial, definition, schedule, data) -> dict | None:
         _tell(study, trial, TrialState.PRUNED, {"reason": f"design {index} already finished as trial {done[0].number}"})
         return None
     try:
-        result = run_design(trial.user_attrs["design"], definition, schedule, data, trial.user_attrs["seed"])
+        result = run_design(trial.user_attrs["design"], definition, schedule, data, trial.user_attrs["seed"], cache=cache)
     except (KeyboardInterrupt, SystemExit):
         _interrupted(study, trial)
         raise
@@ -144,10 +168,11 @@ def _run_one(study, trial, definition, schedule, data) -> dict | None:
     return {"trial": trial.number, "design_index": index, **{k: result[k] for k in ("status", "reason", "error", "wall_time_s")}}
 
 
-def run_design(design: dict, definition, schedule, data: dict, seed: int) -> dict:
+def run_design(design: dict, definition, schedule, data: dict, seed: int, *, cache=None) -> dict:
     """Train ``design`` on every task; the result attrs of the trial, ``status`` ok or failed with a ``reason``.
 
     The error is ``error_from_scores`` of the per-task scores: 100 - their mean (lower is better).
+    ``cache``: a ``TrialCache`` shared with other trials (None: each task's trial loads its own).
     """
     from peftspace.analysis.stats import error_from_scores
     from peftspace.design import Design
@@ -157,7 +182,7 @@ def run_design(design: dict, definition, schedule, data: dict, seed: int) -> dic
     result = {"status": "ok", "reason": None, "tasks": {}, "scores": {}, "average_score": None, "error": None, "trainable": None}
     try:
         for task in definition.tasks:
-            record = run_trial(Design.from_dict(design), definition.model, data[task], schedule, seed)
+            record = run_trial(Design.from_dict(design), definition.model, data[task], schedule, seed, cache=cache)
             result["tasks"][task] = {k: v for k, v in record.items() if k not in ("design", "schedule", "model", "seed")}
             if record["status"] != "ok":
                 result.update(status="failed", reason=f"{task}: {record['reason']}")
@@ -199,8 +224,12 @@ def _interrupted(study, trial) -> None:
         pass
 
 
-def worker_process(storage: str, study_name: str, data_dir, threads: int | None, errors) -> None:
-    """The entry point of a local worker process started by ``run_sweep`` (spawn context)."""
+def worker_process(storage: str, study_names: list[str], data_dir, threads: int | None, errors) -> None:
+    """The entry point of a local worker process started by ``run_local_workers`` (spawn context).
+
+    It runs the studies' queued designs in order, one study after the other, in one process, so the
+    backbone and the tokenized data it keeps serve every trial.
+    """
     import logging
 
     import optuna
@@ -210,7 +239,7 @@ def worker_process(storage: str, study_name: str, data_dir, threads: int | None,
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        run_worker(storage, study_name, data_dir, threads=threads)
+        run_worker(storage, study_names, data_dir, threads=threads)
     except PeftspaceError as error:
         errors.put(str(error))
         raise SystemExit(2) from None

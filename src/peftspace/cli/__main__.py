@@ -1,0 +1,3 @@
+from peftspace.cli import main
+
+main()

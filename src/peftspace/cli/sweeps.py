@@ -1,0 +1,173 @@
+"""Design-space commands: sweep, worker, status, discover, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from peftspace.cli._common import DATA_DIR, MODEL, STORAGE, app, console, make_schedule, quiet_optuna
+
+
+def _print_sweep(status: dict) -> None:
+    designs = status["designs"]
+    counts = ", ".join(f"{designs[s]} {s}" for s in ("complete", "failed", "running", "waiting"))
+    console.print(f"study {status['study']} in {status['storage']}: {counts} of {designs['total']} designs")
+    best = status["best"]
+    if best:
+        console.print(f"best: design {best['design_index']} (trial {best['trial']}), error {best['error']:.2f}")
+    for failure in status["failures"]:
+        console.print(f"[yellow]failed[/yellow] design {failure['design_index']} (trial {failure['trial']}): {failure['reason']}")
+    if status["duplicates"]:
+        console.print(f"[red]designs with more than one finished trial: {status['duplicates']}[/red]")
+
+
+@app.command()
+def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4, or a space file (.yaml/.json)."),
+          model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help="Comma-separated task names."),
+          samples: int = typer.Option(100, help="Designs drawn from the space."),
+          workers: int = typer.Option(1, help="Local worker processes (0: only create and queue the sweep)."),
+          storage: str = STORAGE, study: str = typer.Option(None, "--study", help="Study name (default SPACE-MODEL-TASKS)."),
+          seed: int = 0, data_dir: Path = DATA_DIR, steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3,
+          max_length: int = 128, max_train_examples: int = None, max_eval_examples: int = None,
+          threads: int = typer.Option(None, help="Torch threads per worker (default: CPU count / workers)."),
+          heartbeat_interval: int = typer.Option(60, help="Seconds between a running trial's heartbeats."),
+          grace_period: int = typer.Option(None, help="Silence after which a trial's worker is dead (default 2 x interval)."),
+          max_retry: int = typer.Option(3, help="Re-queues of a design whose worker died."),
+          retry_failed: bool = typer.Option(False, "--retry-failed", help="First re-queue designs that diverged or raised.")) -> None:
+    """Sample designs from a space, queue them in an Optuna study, train them with local workers (resumable)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from peftspace.sweep import Heartbeat, run_sweep
+
+    quiet_optuna()
+    schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None)
+    columns = (TextColumn("sweep"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        job = bar.add_task("sweep", total=samples, counts="")
+
+        def show(counts):
+            bar.update(job, completed=counts["complete"] + counts["failed"], total=counts["total"],
+                       counts=", ".join(f"{counts[s]} {s}" for s in ("complete", "failed", "running", "waiting")))
+
+        status = run_sweep(space, model, tasks, samples, seed, workers, storage, study, schedule, data_dir, show, threads=threads,
+                           heartbeat=Heartbeat(heartbeat_interval, grace_period, max_retry), retry_failed=retry_failed)
+    _print_sweep(status)
+
+
+@app.command()
+def worker(storage: str = typer.Option(..., "--storage", help="The sweep's Optuna storage URL."),
+           study: str = typer.Option(..., "--study", help="The sweep's study; several, comma-separated, or a pattern "
+                                                          "such as 'NAME/S1/*' (a discovery stage's sweeps)."),
+           data_dir: Path = DATA_DIR,
+           threads: int = typer.Option(None, help="Torch threads for this worker.")) -> None:
+    """Join a sweep: run its queued designs until none is left (start any number, on any machine)."""
+    from transformers.utils import logging as hf_logging
+
+    from peftspace.sweep import run_worker, sweep_status
+    from peftspace.sweep.store import matching_sweeps
+
+    quiet_optuna()
+    hf_logging.disable_progress_bar()
+
+    def show(summary):
+        ok = summary["status"] == "ok"
+        outcome = f"error {summary['error']:.2f}" if ok else f"[yellow]failed[/yellow]: {summary['reason']}"
+        console.print(f"trial {summary['trial']} design {summary['design_index']}: {outcome} ({summary['wall_time_s']:.0f} s)")
+
+    studies = matching_sweeps(storage, study)
+    ran = run_worker(storage, studies, data_dir, threads=threads, on_trial=show)
+    console.print(f"this worker ran {ran} trial(s)")
+    for name in studies:
+        _print_sweep(sweep_status(storage, name))
+
+
+@app.command()
+def status(storage: str = typer.Option(..., "--storage", help="The sweep's Optuna storage URL."),
+           study: str = typer.Option(..., "--study", help="The sweep's study name."),
+           as_json: bool = typer.Option(False, "--json", help="Print the full status as JSON.")) -> None:
+    """Show where a sweep stands: designs per state, the best design, failures and their reasons."""
+    import json
+
+    from peftspace.sweep import sweep_status
+
+    quiet_optuna()
+    result = sweep_status(storage, study)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_sweep(result)
+
+
+@app.command()
+def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help="Comma-separated task names."),
+             samples_per_space: int = typer.Option(100, "--samples-per-space", help="Designs trained per option subspace."),
+             start: str = typer.Option("S0", "--start", help="The space the first stage narrows: S0..S4 or a space file."),
+             stages: str = typer.Option("grouping,allocation,tuned,strategies", help="Components to decide, in order."),
+             candidates: str = typer.Option(None, help="Strategy subsets compared per group (default all 15), e.g. L,A,AL,PBL."),
+             name: str = typer.Option(None, "--name", help="Discovery name (default discover-MODEL-TASKS)."),
+             storage: str = STORAGE, out: Path = typer.Option(None, "--out", help="Where decisions.json and the design go."),
+             workers: int = typer.Option(1, help="Local worker processes."), seed: int = 0, data_dir: Path = DATA_DIR,
+             steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3, max_length: int = 128,
+             max_train_examples: int = None, max_eval_examples: int = None,
+             threads: int = typer.Option(None, help="Torch threads per worker (default: CPU count / workers)."),
+             confidence: float = typer.Option(0.95, help="Confidence of the verdicts' bootstrap intervals.")) -> None:
+    """Run S0 -> S4: per stage, sweep every option's subspace, rank by EDF statistics, keep the winner (resumable)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from peftspace.design.space import ALL_SUBSETS
+    from peftspace.discover import run_discovery
+
+    quiet_optuna()
+    schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None)
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        jobs = {}
+
+        def show(stage, counts):
+            if stage not in jobs:
+                jobs[stage] = bar.add_task(f"stage {stage}", total=counts["total"], counts="")
+            bar.update(jobs[stage], completed=counts["complete"] + counts["failed"], total=counts["total"],
+                       counts=", ".join(f"{counts[s]} {s}" for s in ("complete", "failed", "running", "waiting")))
+
+        log = run_discovery(model, tasks, samples_per_space, start=start, stages=stages.split(","),
+                            candidates=tuple(candidates.split(",")) if candidates else ALL_SUBSETS, name=name, storage=storage,
+                            out_dir=out, seed=seed, schedule=schedule, data_dir=data_dir, workers=workers, threads=threads,
+                            confidence=confidence, progress=show)
+    _print_decisions(log)
+
+
+def _print_decisions(log: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"discovery {log['name']}: {log['model']} on {', '.join(log['tasks'])}")
+    for column in ("stage", "component", "options (mean error, n)", "winner", "verdict"):
+        table.add_column(column)
+    for entry in log["stages"]:
+        ranking = entry["ranking"]
+        if ranking:
+            options = ", ".join(f"{o['name']} {o['mean']:.2f} ({o['n']})" for o in ranking["options"])
+            difference = ranking["difference"]
+            verdict = f"{entry['verdict']} (runner-up - best: [{difference['low']:.2f}, {difference['high']:.2f}])"
+        else:
+            options, verdict = ", ".join(entry["options"]), entry["verdict"] or ""
+        table.add_row(entry["stage"], entry["title"], options, str(entry["winner"]), verdict)
+    console.print(table)
+    best = log.get("best")
+    if best:
+        console.print(f"best design trained: error {best['error']:.2f} ({best['study']}, trial {best['trial']})")
+    if log.get("final_design"):
+        console.print(f"discovered design ({log['final_rule']}): {log['final_design']['strategies']}, "
+                      f"grouping {log['final_design']['grouping']}, allocation {log['final_design']['allocation']}")
+
+
+@app.command()
+def report(store: str = typer.Argument(..., help="The Optuna storage URL (or .db file) of sweeps or discoveries."),
+           out: Path = typer.Option(Path("report"), "--out", help="Directory for index.html and its PNG plots."),
+           study: str = typer.Option(None, "--study", help="Only these studies or discoveries (comma-separated).")) -> None:
+    """Write an HTML report: EDF curves per subspace and stage, the decision table, the best designs with their plans."""
+    from peftspace.report import write_report
+
+    quiet_optuna()
+    page = write_report(store, out, studies=study.split(",") if study else None)
+    console.print(f"report written to {page}")
