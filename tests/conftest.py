@@ -33,3 +33,23 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"the shared data directory {str(path)!r} is missing; tests read real data from <repo>/../shared/data")
     return path
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """The command line run in-process as a user types it: ``run_cli("build", "--design", "lora") -> (exit code, output)``."""
+    import sys
+
+    from peftspace import cli
+
+    def run(*args) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["peftspace", *args])
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as done:
+            code = done.code or 0
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    return run

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import optuna
 import pytest
 
-from peftspace import cli
 from peftspace.analysis import edf, rank_options
 from peftspace.design import Design
 from peftspace.discover import _stage_plan, read_discovery
 from peftspace.report import build_report
 from peftspace.sweep import SweepError, finished_trials
 from peftspace.sweep.store import open_storage
-
-
-def _cli(monkeypatch, capsys, *args) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["peftspace", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as done:
-        code = done.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
 
 
 def _trial_count(url) -> int:
@@ -40,13 +27,12 @@ def test_stage_plan_labels_one_stage_per_component_and_one_per_group_for_strateg
                                                        ("S2.G2", "strategies", 1), ("S2.G3", "strategies", 2)]
 
 
-def test_a_two_stage_discovery_decides_from_the_store_writes_its_design_and_resumes(tmp_path, data_dir, tiny_flags,
-                                                                                    monkeypatch, capsys):
+def test_a_two_stage_discovery_decides_from_the_store_writes_its_design_and_resumes(tmp_path, data_dir, tiny_flags, run_cli):
     url, out = f"sqlite:///{tmp_path}/discover.db", tmp_path / "out"
     command = ["discover", "--model", "minilm", "--tasks", "rte,mrpc", "--samples-per-space", "2", "--stages",
                "grouping,allocation", "--name", "two", "--storage", url, "--out", str(out), "--workers", "1",
                "--data-dir", str(data_dir), *tiny_flags]
-    code, printed = _cli(monkeypatch, capsys, *command)
+    code, printed = run_cli(*command)
     assert code == 0, printed
     log = read_discovery(url, "two")
     assert log == json.loads((out / "decisions.json").read_text())
@@ -94,12 +80,12 @@ def test_a_two_stage_discovery_decides_from_the_store_writes_its_design_and_resu
 
     trials = _trial_count(url)
     assert trials == 2 * 8  # 16 designs, each trained once
-    code, again = _cli(monkeypatch, capsys, *command)  # resume of a finished discovery: nothing re-runs
+    code, again = run_cli(*command)  # resume of a finished discovery: nothing re-runs
     assert code == 0, again
     assert _trial_count(url) == trials and read_discovery(url, "two") == log
 
     changed = [c if c != "2" else "3" for c in command]  # other samples per space under the same name: refused
-    code, refused = _cli(monkeypatch, capsys, *changed)
+    code, refused = run_cli(*changed)
     assert code == 2 and "samples_per_space: stored 2, given 3" in " ".join(refused.split())
     assert _trial_count(url) == trials
 
@@ -115,8 +101,7 @@ def test_bad_discovery_arguments_are_clear_errors(tmp_path, data_dir):
         run_discovery("minilm", "rte", 2, data_dir=tmp_path / "missing", storage=f"sqlite:///{tmp_path}/x.db")
 
 
-def test_a_discovery_trained_by_workers_elsewhere_waits_for_them_then_goes_on(tmp_path, data_dir, tiny, tiny_flags,
-                                                                              monkeypatch, capsys):
+def test_a_discovery_trained_by_workers_elsewhere_waits_for_them_then_goes_on(tmp_path, data_dir, tiny, run_cli):
     from peftspace.discover import run_discovery
     from peftspace.sweep.store import matching_sweeps
 
@@ -131,9 +116,33 @@ def test_a_discovery_trained_by_workers_elsewhere_waits_for_them_then_goes_on(tm
     with pytest.raises(SweepError, match="no sweep 'far/S9/x'"):
         matching_sweeps(url, "far/S9/x")
 
-    code, out = _cli(monkeypatch, capsys, "worker", "--storage", url, "--study", "far/S1/*", "--data-dir", str(data_dir),
+    code, out = run_cli("worker", "--storage", url, "--study", "far/S1/*", "--data-dir", str(data_dir),
                      "--threads", "1")
     assert code == 0 and "this worker ran 6 trial(s)" in out, out
     done = run_discovery("minilm", "rte", 2, **arguments)
     assert done["status"] == "done" and done["stages"][0]["winner"] in ("uniform", "increasing", "decreasing")
     assert Design.load(tmp_path / "out" / "far.yaml").allocation == done["stages"][0]["winner"]
+
+
+def test_the_strategy_stage_decides_group_by_group_and_fixes_each_winner(tmp_path, data_dir, tiny):
+    from peftspace.discover import run_discovery
+
+    url = f"sqlite:///{tmp_path}/greedy.db"
+    log = run_discovery("minilm", "rte", 2, start="S3", stages=("strategies",), candidates=("L", "B"), name="greedy",
+                        storage=url, out_dir=tmp_path / "out", schedule=tiny, data_dir=data_dir, workers=1, threads=1)
+    assert [e["stage"] for e in log["stages"]] == ["S1.G1", "S1.G2", "S1.G3", "S1.G4"]
+    winners = []
+    for group, entry in enumerate(log["stages"]):
+        assert entry["component"] == f"strategies[{group}]" and sorted(entry["options"]) == ["B", "L"]
+        for option, info in entry["options"].items():
+            for row in finished_trials(url, info["study"]):
+                # earlier groups carry their winners, this group the option, later groups anything allowed
+                assert row["design"]["strategies"][:group + 1] == [*winners, option]
+        winners.append(entry["winner"])
+        assert entry["space"]["group_subsets"][:group + 1] == [[w] for w in winners]
+    last = log["stages"][-1]  # every other group fixed: one design per option, too few to rank
+    assert all(info["designs"] == 1 for info in last["options"].values())
+    assert last["ranking"] is None and last["verdict"].startswith("unranked")
+    assert log["stages"][0]["ranking"] is not None  # two designs per option there
+    design = Design.load(tmp_path / "out" / "greedy.yaml")
+    assert list(design.strategies) == winners and log["final_rule"] == "the final space holds exactly one design"
