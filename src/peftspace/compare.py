@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from peftspace.trial import Schedule, run_trial
+from peftspace.trial import Schedule, TrialCache, run_trial
 
 RECORDS = "trials.jsonl"
 
@@ -29,6 +29,7 @@ def compare(designs: list[str], tasks: list[str], seeds: list[int], model: str, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     done = {r["key"] for r in read_records(out_dir)}
+    cache = TrialCache()  # one backbone load and one tokenization per task for all the trials
     for name in designs:
         design = _as_design(name)
         if budget is not None:
@@ -40,7 +41,7 @@ def compare(designs: list[str], tasks: list[str], seeds: list[int], model: str, 
                     continue
                 if progress is not None:
                     progress(key)
-                record = run_trial(design, model, task, schedule, seed, data_dir=data_dir)
+                record = run_trial(design, model, task, schedule, seed, data_dir=data_dir, cache=cache)
                 record["key"], record["design_name"] = key, name
                 with (out_dir / RECORDS).open("a") as f:
                     f.write(json.dumps(record) + "\n")
