@@ -17,13 +17,12 @@ recomputed from them with the same seeded bootstrap, so the same decisions come 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from peftspace.design.space import ALL_SUBSETS, DesignSpace, component_subspaces, space_size
-from peftspace.sweep.store import Heartbeat, SweepError, _short, open_storage, redact, retrying, safe_name, storage_url
+from peftspace.sweep.store import Heartbeat, SweepError, differing, open_storage, redact, retrying, safe_name, storage_url, stored_schedule
 
 COMPONENTS = ("grouping", "allocation", "tuned", "strategies")
 TITLES = {"grouping": "layer grouping", "allocation": "parameter allocation", "tuned": "tunable groups"}
@@ -64,7 +63,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
     from peftspace.models import load_config
     from peftspace.sweep.status import finished_trials
     from peftspace.sweep.sweep import check_data_dir, design_totals, resolve_space, run_local_workers, task_names
-    from peftspace.trial import Schedule
+    from peftspace.schedule import Schedule
 
     space, tasks, schedule = resolve_space(start), task_names(tasks), schedule or Schedule()
     stages = tuple(stages.split(",") if isinstance(stages, str) else stages)
@@ -79,7 +78,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
     out = Path(out_dir or Path("runs") / name)
     backbone = backbone_spec(load_config(model))
     definition = {"model": model, "tasks": tasks, "samples_per_space": samples_per_space, "seed": seed,
-                  "schedule": asdict(schedule), "start": space.to_dict(), "components": list(stages),
+                  "schedule": schedule.to_dict(), "start": space.to_dict(), "components": list(stages),
                   "candidates": list(candidates), "confidence": confidence}
     log_study = _discovery_study(url, name, definition)
     log = {"name": name, **definition, "stages": [], "final_space": None, "final_design": None, "best": None, "status": "running"}
@@ -208,9 +207,9 @@ def _discovery_study(url: str, name: str, definition: dict):
         if study.get_trials(deepcopy=False) or study.user_attrs:
             raise SweepError(f"study {name!r} in {redact(url)} exists and is not a peftspace discovery; choose another name")
         return study
+    stored = {**stored, "schedule": stored_schedule(stored.get("schedule", {}))}
     given = json.loads(json.dumps(definition))
-    differences = [f"{key}: stored {_short(stored.get(key))}, given {_short(value)}" for key, value in given.items()
-                   if stored.get(key) != value]
+    differences = differing(stored, given)
     if differences:
         raise SweepError(f"discovery {name!r} in {redact(url)} was run with other settings, so it cannot be resumed with these "
                          f"(repeat the stored ones, or choose another --name); differences: " + "; ".join(differences))

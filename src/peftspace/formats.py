@@ -72,6 +72,10 @@ class _Format:
     def head_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return []
 
+    def length(self, encoded: dict) -> int:
+        """The tokens ``encoded`` brings to a padded batch: the sort key of length bucketing."""
+        return len(encoded["input_ids"])
+
 
 class HeadFormat(_Format):
     """Sequence classification or regression with a task head on the backbone's pooled output."""
@@ -130,6 +134,9 @@ class TextToTextFormat(_Format):
         source = self.tokenizer(self.prompt(example), truncation=True, max_length=self.max_length)
         target = self.tokenizer(text_target=self.target(example), truncation=True, max_length=self.max_target_length)
         return {"input_ids": source["input_ids"], "attention_mask": source["attention_mask"], "labels": target["input_ids"]}
+
+    def length(self, encoded: dict) -> int:
+        return len(encoded["input_ids"]) + len(encoded["labels"])  # source and target pad apart
 
     def collate(self, encoded: list[dict], examples: list) -> Batch:
         pad = self.tokenizer.pad_token_id

@@ -4,50 +4,30 @@ The loop is deliberately plain (AdamW, linear warmup then linear decay, gradient
 reads on one screen. Everything random comes from the trial's seed inside a forked RNG state, so
 a trial never disturbs the caller's global state and the same seed gives the same record on CPU.
 Trials that share a ``TrialCache`` load the backbone and encode each task once, with the same records.
+
+Two speed-ups keep the data and the steps: bf16 autocast around forward passes (fp32 master weights
+and optimizer; ``precision``), and length bucketing (batches of similar lengths, drawn so that
+every training example is still seen once per epoch; ``bucket_window``).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import platform
 import time
-from collections import OrderedDict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from peftspace.batching import batch_stream
+from peftspace.cache import Encodings, TrialCache
 from peftspace.design import Design, PeftspaceError
+from peftspace.precision import autocast, native_bf16, resolve_precision
+from peftspace.schedule import Schedule
 
-
-@dataclass(frozen=True)
-class Schedule:
-    """How long and how a trial trains: the paper's low-compute regime, made explicit."""
-
-    max_steps: int | None = 300  # None: train for ``epochs``
-    epochs: float = 1.0
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    max_length: int = 128
-    max_target_length: int = 64
-    max_train_examples: int | None = None
-    max_eval_examples: int | None = None
-    learning_rate: float = 1e-3
-    head_learning_rate: float | None = None  # defaults to learning_rate
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    log_every: int = 10
-    format: str | None = None  # head | text-to-text | label-scoring; default from the model family
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Schedule":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise PeftspaceError(f"schedule has unknown key(s) {unknown}; known keys are {sorted(known)}")
-        return cls(**data)
+__all__ = ["Encodings", "Schedule", "TrialCache", "TrialFailed", "TrainedTrial", "batch_stream", "evaluate", "native_bf16",
+           "predict", "resolve_precision", "run_trial", "train_trial"]
 
 
 class TrialFailed(PeftspaceError):
@@ -85,7 +65,7 @@ def train_trial(design: Design | str, backbone: str, task, schedule: Schedule = 
     started = time.perf_counter()
     data = task if isinstance(task, TaskData) else cache.task(task, data_dir, seed)
     record = {"status": "running", "reason": None, "task": data.spec.name, "benchmark": data.spec.benchmark,
-              "model": backbone, "seed": seed, "design": design.to_dict(), "schedule": asdict(schedule),
+              "model": backbone, "seed": seed, "design": design.to_dict(), "schedule": schedule.to_dict(),
               "splits": data.sizes, "data_source": data.source, "data_notes": list(data.notes), "versions": versions()}
     model = fmt = None
     with torch.random.fork_rng(devices=[]):
@@ -119,7 +99,9 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
     for p in head.values():
         p.requires_grad_(True)
     design_params = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
-    record["format"] = format_name
+    device = next(model.parameters()).device.type
+    precision = resolve_precision(schedule.precision, device)
+    record["format"], record["precision"] = format_name, precision
     record["trainable"] = {"design": sum(p.numel() for p in design_params), "planned": plan.total,
                            "head": sum(p.numel() for p in head.values()), "backbone": plan.backbone_parameters}
 
@@ -137,13 +119,13 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
 
     model.train()
     losses, generator = [], torch.Generator().manual_seed(seed)
-    order: list[int] = []
+    batches = batch_stream(len(train), schedule.batch_size, schedule.bucket_window, generator,
+                           lambda chunk: [fmt.length(e) for e in encodings.get("train", [train[p] for p in chunk])])
     for step in range(total):
-        if not order:
-            order = torch.randperm(len(train), generator=generator).tolist()
-        picked, order = [train[i] for i in order[:schedule.batch_size]], order[schedule.batch_size:]
+        picked = [train[i] for i in next(batches)]
         batch = fmt.collate(encodings.get("train", picked), [data.train[i] for i in picked])
-        loss = fmt.loss(model, batch)
+        with autocast(precision, device):  # the forward pass and the loss; backward and the step stay fp32
+            loss = fmt.loss(model, batch)
         if not torch.isfinite(loss):
             raise TrialFailed(f"loss became {loss.item()} at step {step}")
         loss.backward()
@@ -186,98 +168,6 @@ def _initialize_head(model, newly_initialized: frozenset[str]) -> None:
             model._init_weights(module)
 
 
-class TrialCache:
-    """What trials on one backbone can share: tokenizer, config, a pristine model and encoded examples.
-
-    A trial never gets the cached model itself but a deep copy of it, so nothing a design does to
-    its model (strategy modules and hooks, trained backbone biases, a prefix's per-module attention
-    config, XLNet's shims) reaches the next trial; the copy's task head is re-drawn from the trial's
-    seed (``_initialize_head``). Loading runs in a forked RNG, so a warm cache and a cold one leave a
-    trial the same random stream and the same record.
-
-    Memory: at most ``max_models`` pristine models (least recently used dropped first) plus the
-    trial's own copy, so a trial holds about twice its model; ``max_models=0`` keeps none and hands
-    each trial the model it loads (what a trial without a cache gets). Tokenizers and configs of as
-    many backbones; and for at most ``max_tasks`` (task, format) pairs the loaded task and the
-    encodings of the examples trials actually used. Not thread-safe: one per process (a sweep worker
-    keeps one).
-    """
-
-    def __init__(self, max_models: int = 2, max_tasks: int = 8):
-        self._models, self._backbones = _Lru(max_models), _Lru(max(1, max_models))
-        self._tasks, self._encodings = _Lru(max_tasks), _Lru(max_tasks)
-
-    def task(self, name: str, data_dir, seed: int):
-        """``load_task(name, data_dir, seed=seed)``, loaded once per (name, data_dir, seed)."""
-        from peftspace.tasks import load_task
-
-        return self._tasks.get((name, str(data_dir), seed), lambda: load_task(name, data_dir, seed=seed))
-
-    def config(self, backbone: str):
-        return self._backbone(backbone)[0]
-
-    def tokenizer(self, backbone: str):
-        return self._backbone(backbone)[1]
-
-    def _backbone(self, backbone: str) -> tuple:
-        from peftspace.models import load_config, load_tokenizer
-
-        return self._backbones.get(backbone, lambda: (load_config(backbone), load_tokenizer(backbone)))
-
-    def model(self, backbone: str, model_class, kwargs: dict) -> tuple[torch.nn.Module, frozenset[str]]:
-        """A model of ``backbone`` as ``model_class`` for one trial alone, and the names the checkpoint lacked."""
-        if self._models.size == 0:  # kept nowhere, so the loaded model is already the trial's alone
-            return _load_pristine(backbone, model_class, kwargs)
-        pristine, newly_initialized = self._models.get((backbone, model_class, tuple(sorted(kwargs.items()))),
-                                                       lambda: _load_pristine(backbone, model_class, kwargs))
-        return copy.deepcopy(pristine), newly_initialized
-
-    def encodings(self, backbone: str, format_name: str, fmt, data) -> Encodings:
-        """The memo of ``data``'s examples encoded by ``fmt`` (whose tokenizer is ``backbone``'s)."""
-        # Keyed by id(data): the entry holds ``data``, so no other object can take its id while the entry lives.
-        key = (backbone, format_name, fmt.max_length, fmt.max_target_length, id(data))
-        return self._encodings.get(key, lambda: Encodings(data, fmt))
-
-
-def _load_pristine(backbone: str, model_class, kwargs: dict) -> tuple[torch.nn.Module, frozenset[str]]:
-    from peftspace.models import load_backbone
-
-    with torch.random.fork_rng(devices=[]):  # loading must not advance the trial's stream
-        model, info = load_backbone(backbone, model_class, output_loading_info=True, **kwargs)
-    return model, frozenset(info.get("missing_keys", ()))
-
-
-class Encodings:
-    """One task's examples encoded by one format, each encoded the first time a trial uses it."""
-
-    def __init__(self, data, fmt):
-        self.data, self.fmt = data, fmt
-        self._done: dict[str, dict[int, dict]] = {"train": {}, "validation": {}, "test": {}}
-
-    def get(self, split: str, indices: list[int]) -> list[dict]:
-        done, examples = self._done[split], getattr(self.data, split)
-        for i in indices:
-            if i not in done:
-                done[i] = self.fmt.encode(examples[i])
-        return [done[i] for i in indices]
-
-
-class _Lru:
-    """A dict keeping the ``size`` most recently used entries."""
-
-    def __init__(self, size: int):
-        self.size, self.entries = size, OrderedDict()
-
-    def get(self, key, make):
-        if key in self.entries:
-            self.entries.move_to_end(key)
-            return self.entries[key]
-        while len(self.entries) >= self.size:  # before making the new one: a model's memory is freed first
-            self.entries.popitem(last=False)
-        self.entries[key] = value = make()
-        return value
-
-
 def evaluate(model, fmt, data, split: str, schedule: Schedule, seed: int = 0, *, encodings: Encodings | None = None) -> dict:
     """The task's official metrics on one split (subsampled to ``max_eval_examples`` if set)."""
     from peftspace.tasks import compute_metrics, references
@@ -287,7 +177,9 @@ def evaluate(model, fmt, data, split: str, schedule: Schedule, seed: int = 0, *,
     encoded = (Encodings(data, fmt) if encodings is None else encodings).get(split, indices)
     examples = [examples[i] for i in indices]
     model.eval()
-    predictions = predict(model, fmt, examples, schedule.eval_batch_size, encoded)
+    device = next(model.parameters()).device.type
+    with autocast(resolve_precision(schedule.precision, device), device):
+        predictions = predict(model, fmt, examples, schedule.eval_batch_size, encoded)
     return compute_metrics(data.spec, predictions, references(examples), [e.group for e in examples])
 
 

@@ -21,7 +21,7 @@ from peftspace.analysis import rank_options
 from peftspace.design.space import builtin_spaces, component_subspaces
 from peftspace.sweep import run_sweep
 from peftspace.sweep.store import open_storage
-from peftspace.trial import Schedule
+from peftspace.schedule import Schedule
 
 TINY = Schedule(max_steps=2, batch_size=4, max_length=32)
 DISCOVERY = "disc"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from postgres import postgres_url  # noqa: F401  (the session's PostgreSQL server, for its tests)
 
-from peftspace.trial import Schedule
+from peftspace.schedule import Schedule
 
 TINY = Schedule(max_steps=2, batch_size=4, max_length=32, max_train_examples=16, max_eval_examples=8)
 TINY_FLAGS = ["--steps", "2", "--batch-size", "4", "--max-length", "32", "--max-train-examples", "16",

@@ -30,12 +30,19 @@ DATA_DIR = typer.Option(None, "--data-dir", envvar="PEFTSPACE_DATA_DIR",
                         help="Directory with the tasks' files (layout of shared/data); without it, the Hugging Face hub.")
 
 
-def make_schedule(steps, epochs, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, format_):
-    from peftspace.trial import Schedule
+PRECISION = typer.Option("auto", "--precision", help="auto (bf16 where the CPU/GPU does bf16 natively) | bf16 | fp32: "
+                                                      "bf16 autocast of forward passes, fp32 weights and optimizer.")
+BUCKET_WINDOW = typer.Option(50, "--bucket-window", help="Length bucketing: sort windows of this many batches by length "
+                                                         "(0: off; every example still once per epoch).")
+
+
+def make_schedule(steps, epochs, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, format_,
+                  precision="auto", bucket_window=50):
+    from peftspace.schedule import Schedule
 
     return Schedule(max_steps=None if epochs else steps, epochs=epochs or 1.0, batch_size=batch_size,
                     learning_rate=learning_rate, max_length=max_length, max_train_examples=max_train_examples,
-                    max_eval_examples=max_eval_examples, format=format_)
+                    max_eval_examples=max_eval_examples, format=format_, precision=precision, bucket_window=bucket_window)
 
 
 STORAGE = typer.Option(None, "--storage", help="Optuna storage URL: sqlite:///FILE.db or postgresql://user:pw@host/db.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from peftspace.cli._common import DATA_DIR, MODEL, STORAGE, app, console, make_schedule, quiet_optuna
+from peftspace.cli._common import BUCKET_WINDOW, DATA_DIR, MODEL, PRECISION, STORAGE, app, console, make_schedule, quiet_optuna
 
 
 def _print_sweep(status: dict) -> None:
@@ -34,14 +34,16 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
           heartbeat_interval: int = typer.Option(60, help="Seconds between a running trial's heartbeats."),
           grace_period: int = typer.Option(None, help="Silence after which a trial's worker is dead (default 2 x interval)."),
           max_retry: int = typer.Option(3, help="Re-queues of a design whose worker died."),
-          retry_failed: bool = typer.Option(False, "--retry-failed", help="First re-queue designs that diverged or raised.")) -> None:
+          retry_failed: bool = typer.Option(False, "--retry-failed", help="First re-queue designs that diverged or raised."),
+          precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW) -> None:
     """Sample designs from a space, queue them in an Optuna study, train them with local workers (resumable)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from peftspace.sweep import Heartbeat, run_sweep
 
     quiet_optuna()
-    schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None)
+    schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
+                             precision, bucket_window)
     columns = (TextColumn("sweep"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         job = bar.add_task("sweep", total=samples, counts="")
@@ -111,7 +113,8 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
              steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3, max_length: int = 128,
              max_train_examples: int = None, max_eval_examples: int = None,
              threads: int = typer.Option(None, help="Torch threads per worker (default: CPU count / workers)."),
-             confidence: float = typer.Option(0.95, help="Confidence of the verdicts' bootstrap intervals.")) -> None:
+             confidence: float = typer.Option(0.95, help="Confidence of the verdicts' bootstrap intervals."),
+             precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW) -> None:
     """Run S0 -> S4: per stage, sweep every option's subspace, rank by EDF statistics, keep the winner (resumable)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -119,7 +122,8 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
     from peftspace.discover import run_discovery
 
     quiet_optuna()
-    schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None)
+    schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
+                             precision, bucket_window)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         jobs = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from peftspace.cli._common import BUDGET, DATA_DIR, MODEL, app, console, make_schedule, resolve_design
+from peftspace.cli._common import BUCKET_WINDOW, BUDGET, DATA_DIR, MODEL, PRECISION, app, console, make_schedule, resolve_design
 from peftspace.design.errors import PeftspaceError
 
 
@@ -53,7 +53,8 @@ def train(model: str = MODEL, design: str = typer.Option("lora", "--design", "-d
           budget: float = BUDGET, out: Path = typer.Option(None, "--out", help="Run directory (default runs/TASK-DESIGN-seedN)."),
           text_columns: str = typer.Option(None, help="Own data: comma-separated text columns."),
           label_column: str = typer.Option(None, help="Own data: the label column."),
-          kind: str = typer.Option("classification", help="Own data: classification or regression.")) -> None:
+          kind: str = typer.Option("classification", help="Own data: classification or regression."),
+          precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW) -> None:
     """Train a design on a task, then save the design, its head and a metrics JSON."""
     from transformers.utils import logging as hf_logging
 
@@ -62,7 +63,8 @@ def train(model: str = MODEL, design: str = typer.Option("lora", "--design", "-d
 
     hf_logging.disable_progress_bar()
     data, source = _task(task, data_dir, seed, text_columns, label_column, kind)
-    schedule = make_schedule(steps, epochs, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, format_)
+    schedule = make_schedule(steps, epochs, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, format_,
+                             precision, bucket_window)
     with _progress() as bar:
         job = bar.add_task(f"{data.spec.name} seed {seed}", total=None, loss=float("nan"))
         trained = train_trial(resolve_design(design, budget), model, data, schedule, seed,
@@ -79,12 +81,11 @@ def train(model: str = MODEL, design: str = typer.Option("lora", "--design", "-d
 def evaluate(run: Path = typer.Argument(..., help="A directory written by `peftspace train`."),
              data_dir: Path = DATA_DIR, split: str = typer.Option("test", help="test, validation, or both")) -> None:
     """Re-score a saved run on its task."""
-    from dataclasses import replace
 
     from transformers.utils import logging as hf_logging
 
     from peftspace.runs import load_run, read_record
-    from peftspace.trial import Schedule
+    from peftspace.schedule import Schedule
     from peftspace.trial import evaluate as score
 
     hf_logging.disable_progress_bar()
@@ -95,7 +96,7 @@ def evaluate(run: Path = typer.Argument(..., help="A directory written by `pefts
     else:
         data, _ = _task(source["task"], data_dir or source.get("data_dir"), record["seed"], None, None, "classification")
     model, fmt = load_run(run, data)
-    schedule = replace(Schedule(), **{k: v for k, v in record["schedule"].items()})
+    schedule = Schedule.from_dict(record["schedule"])  # as trained: runs saved before --precision stay fp32
     splits = ["validation", "test"] if split == "both" else [split]
     scores = {s: score(model, fmt, data, s, schedule, record["seed"]) for s in splits}
     _print_metrics({"task": record["task"], "status": "re-scored", "metrics": scores})
@@ -111,14 +112,16 @@ def compare(model: str = MODEL,
             seeds: str = typer.Option("0,1", help="Comma-separated seeds."),
             data_dir: Path = DATA_DIR, out: Path = typer.Option(Path("runs/compare"), "--out"),
             steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3, max_length: int = 128,
-            max_train_examples: int = None, max_eval_examples: int = None, budget: float = BUDGET) -> None:
+            max_train_examples: int = None, max_eval_examples: int = None, budget: float = BUDGET,
+            precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW) -> None:
     """Train designs x tasks x seeds at equal budget; write table.md and table.csv (resumable)."""
     from transformers.utils import logging as hf_logging
 
     from peftspace.compare import compare as run_compare
 
     hf_logging.disable_progress_bar()
-    schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None)
+    schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
+                             precision, bucket_window)
     run_compare(designs.split(","), tasks.split(","), [int(s) for s in seeds.split(",")], model, out, schedule,
                 data_dir=data_dir, budget=budget, progress=lambda key: console.print(f"trial {key}"))
     console.print((out / "table.md").read_text())

@@ -239,19 +239,42 @@ def check_definition(study, definition: SweepDefinition, url: str) -> bool:
         SweepError: listing every field that differs from the stored definition.
     """
     wanted = definition.to_dict()
+    wanted["schedule"] = stored_schedule(wanted["schedule"])
     stored = study.user_attrs.get(DEFINITION_ATTR)
+    if stored is not None:
+        stored = {**stored, "schedule": stored_schedule(stored.get("schedule", {}))}
     if stored is None:
         if study.get_trials(deepcopy=False):
             raise SweepError(f"study {study.study_name!r} in {redact(url)} already has trials but is not a peftspace sweep; "
                              f"choose another study name")
         return True
     if stored != wanted:
-        differences = [f"{key}: stored {_short(stored.get(key))}, given {_short(wanted[key])}"
-                       for key in wanted if stored.get(key) != wanted[key]]
+        differences = differing(stored, wanted)
         raise SweepError(f"study {study.study_name!r} in {redact(url)} holds a different sweep, so it cannot be continued with "
                          f"these arguments (repeat the stored ones to resume it, or choose another study name to start a new "
                          f"sweep); differences: " + "; ".join(differences))
     return False
+
+
+def stored_schedule(schedule: dict) -> dict:
+    """A stored schedule as the full dict trials ran with (keys it predates at their old values)."""
+    from peftspace.schedule import Schedule
+
+    return Schedule.from_dict(schedule).to_dict()
+
+
+def differing(stored: dict, given: dict, prefix: str = "") -> list[str]:
+    """``key: stored X, given Y`` for every key of ``given`` that differs, nested dicts key by key."""
+    lines = []
+    for key, value in given.items():
+        old = stored.get(key)
+        if old == value:
+            continue
+        if isinstance(old, dict) and isinstance(value, dict):
+            lines += differing(old, value, f"{prefix}{key}.")
+        else:
+            lines.append(f"{prefix}{key}: stored {_short(old)}, given {_short(value)}")
+    return lines
 
 
 def _short(value) -> str:

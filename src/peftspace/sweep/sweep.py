@@ -98,7 +98,7 @@ def queue_sweep(space: DesignSpace, model: str, tasks: list[str], samples: int, 
     from peftspace.design.space import sample
     from peftspace.families import backbone_spec
     from peftspace.models import load_config
-    from peftspace.trial import Schedule
+    from peftspace.schedule import Schedule
 
     if not isinstance(samples, int) or samples < 1:
         raise SweepError(f"samples={samples!r} must be a positive integer")

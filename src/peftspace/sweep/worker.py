@@ -91,7 +91,7 @@ def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials:
     from optuna.trial import TrialState
 
     from peftspace.tasks import load_task
-    from peftspace.trial import Schedule
+    from peftspace.schedule import Schedule
 
     plain = open_storage(storage)
     first = load_study(plain, study_name, storage)

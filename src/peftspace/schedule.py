@@ -1,0 +1,56 @@
+"""How long and how a trial trains. No torch here: sweeps and stores read schedules too."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from peftspace.design import PeftspaceError
+
+PRECISIONS = ("auto", "bf16", "fp32")
+# Schedules stored before these keys existed ran in fp32 without bucketing; reading them so keeps
+# old runs re-scorable as they ran and old sweeps resumable with the flags that reproduce them.
+BEFORE_SPEEDUPS = {"precision": "fp32", "bucket_window": 0}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long and how a trial trains: the paper's low-compute regime, made explicit."""
+
+    max_steps: int | None = 300  # None: train for ``epochs``
+    epochs: float = 1.0
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    max_length: int = 128
+    max_target_length: int = 64
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    learning_rate: float = 1e-3
+    head_learning_rate: float | None = None  # defaults to learning_rate
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    log_every: int = 10
+    format: str | None = None  # head | text-to-text | label-scoring; default from the model family
+    precision: str = "auto"  # auto (bf16 where the hardware does it natively) | bf16 | fp32
+    bucket_window: int = 50  # batches per length-sorted window; 0 or 1: no bucketing
+
+    def __post_init__(self):
+        problems = []
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision={self.precision!r} is not one of {list(PRECISIONS)}")
+        if not isinstance(self.bucket_window, int) or self.bucket_window < 0:
+            problems.append(f"bucket_window={self.bucket_window!r} must be an integer >= 0 (0 or 1: no bucketing)")
+        if problems:
+            raise PeftspaceError("schedule: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Schedule":
+        """A stored schedule; keys it predates take the values trials ran with before they existed."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PeftspaceError(f"schedule has unknown key(s) {unknown}; known keys are {sorted(known)}")
+        return cls(**{**BEFORE_SPEEDUPS, **data})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
