@@ -36,6 +36,39 @@ def data_dir() -> Path:
 
 
 @pytest.fixture
+def one_thread():
+    """Two torch threads on this busy 2-core machine are far slower than one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def sst2(data_dir):
+    """Real SST-2, split as trials split it (seed 0)."""
+    from peftspace.tasks import load_task
+
+    return load_task("sst2", data_dir, seed=0)
+
+
+@pytest.fixture
+def tiny_t5(tmp_path, minilm_path) -> str:
+    """Directory of a tiny random T5 (2+2 blocks, d_model 64) with MiniLM's WordPiece vocabulary (no T5 one offline)."""
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = T5Config(vocab_size=tokenizer.vocab_size, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2,
+                      num_heads=4, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
+                      decoder_start_token_id=tokenizer.pad_token_id)
+    T5ForConditionalGeneration(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    return str(tmp_path)
+
+
+@pytest.fixture
 def run_cli(monkeypatch, capsys):
     """The command line run in-process as a user types it: ``run_cli("build", "--design", "lora") -> (exit code, output)``."""
     import sys

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from peftspace import Design
 from peftspace.tasks import load_custom, load_task
@@ -40,22 +39,11 @@ def test_a_diverging_trial_is_recorded_as_failed(sst2):
     assert "loss became nan" in record["reason"]
 
 
-def _tiny_t5(tmp_path, minilm_path):
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)  # WordPiece stands in: no T5 vocabulary offline
-    config = T5Config(vocab_size=tokenizer.vocab_size, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2,
-                      num_heads=4, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
-                      decoder_start_token_id=tokenizer.pad_token_id)
-    T5ForConditionalGeneration(config).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    return str(tmp_path)
-
-
 @pytest.mark.parametrize("task, metric", [("rte", "accuracy"), ("wmt16_en_ro", "bleu")])
-def test_tiny_t5_text_to_text(tmp_path, minilm_path, data_dir, task, metric):
-    model = _tiny_t5(tmp_path, minilm_path)
+def test_tiny_t5_text_to_text(tiny_t5, data_dir, task, metric):
     schedule = Schedule(max_steps=30, batch_size=8, max_length=64, max_target_length=24, max_train_examples=64,
                         max_eval_examples=16, learning_rate=1e-2, log_every=1)
-    record = run_trial(Design(strategies=("AL",), budget_fraction=0.05), model, task, schedule, seed=0, data_dir=data_dir)
+    record = run_trial(Design(strategies=("AL",), budget_fraction=0.05), tiny_t5, task, schedule, seed=0, data_dir=data_dir)
     assert record["status"] == "ok", record["reason"]
     assert record["format"] == "text-to-text"
     losses = [loss for _, loss in record["losses"]]

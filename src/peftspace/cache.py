@@ -1,4 +1,4 @@
-"""What trials on one backbone share in a process: tokenizer, config, pristine model, encodings."""
+"""What trials on one backbone share in a process: tokenizer, config, pristine model, encodings, frozen-bottom states."""
 
 from __future__ import annotations
 
@@ -7,27 +7,34 @@ from collections import OrderedDict
 
 import torch
 
+from peftspace.frozen_bottom import BottomStore
+
 
 class TrialCache:
-    """What trials on one backbone can share: tokenizer, config, a pristine model and encoded examples.
+    """What trials on one backbone can share: tokenizer, config, a pristine model, encoded examples and
+    the states of frozen bottom blocks.
 
     A trial never gets the cached model itself but a deep copy of it, so nothing a design does to
     its model (strategy modules and hooks, trained backbone biases, a prefix's per-module attention
     config, XLNet's shims) reaches the next trial; the copy's task head is re-drawn from the trial's
     seed (``_initialize_head``). Loading runs in a forked RNG, so a warm cache and a cold one leave a
-    trial the same random stream and the same record.
+    trial the same random stream and the same record (but for wall time and the frozen-bottom hit
+    counts).
 
     Memory: at most ``max_models`` pristine models (least recently used dropped first) plus the
     trial's own copy, so a trial holds about twice its model; ``max_models=0`` keeps none and hands
     each trial the model it loads (what a trial without a cache gets). Tokenizers and configs of as
     many backbones; and for at most ``max_tasks`` (task, format) pairs the loaded task and the
-    encodings of the examples trials actually used. Not thread-safe: one per process (a sweep worker
-    keeps one).
+    encodings of the examples trials actually used. The states entering the lowest modified block
+    of trials' designs (``peftspace.frozen_bottom``) take up to ``max_activation_mb`` MiB of host memory,
+    kept for every epoch and every later trial on the backbone; once full, nothing more is added.
+    Not thread-safe: one per process (a sweep worker keeps one).
     """
 
-    def __init__(self, max_models: int = 2, max_tasks: int = 8):
+    def __init__(self, max_models: int = 2, max_tasks: int = 8, max_activation_mb: float = 1024):
         self._models, self._backbones = _Lru(max_models), _Lru(max(1, max_models))
         self._tasks, self._encodings = _Lru(max_tasks), _Lru(max_tasks)
+        self.bottom_states = BottomStore(int(max_activation_mb * 2**20))
 
     def task(self, name: str, data_dir, seed: int):
         """``load_task(name, data_dir, seed=seed)``, loaded once per (name, data_dir, seed)."""

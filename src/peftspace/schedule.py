@@ -7,9 +7,11 @@ from dataclasses import asdict, dataclass, fields
 from peftspace.design import PeftspaceError
 
 PRECISIONS = ("auto", "bf16", "fp32")
-# Schedules stored before these keys existed ran in fp32 without bucketing; reading them so keeps
-# old runs re-scorable as they ran and old sweeps resumable with the flags that reproduce them.
-BEFORE_SPEEDUPS = {"precision": "fp32", "bucket_window": 0}
+FROZEN_BOTTOM_MODES = ("eval", "train", "off")
+# Schedules stored before these keys existed ran in fp32 without bucketing, with dropout in every
+# block; reading them so keeps old runs re-scorable as they ran and old sweeps resumable with the
+# flags that reproduce them.
+BEFORE_SPEEDUPS = {"precision": "fp32", "bucket_window": 0, "frozen_bottom": "off"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Schedule:
     format: str | None = None  # head | text-to-text | label-scoring; default from the model family
     precision: str = "auto"  # auto (bf16 where the hardware does it natively) | bf16 | fp32
     bucket_window: int = 50  # batches per length-sorted window; 0 or 1: no bucketing
+    # Blocks below the design's lowest modified one, their outputs cached (peftspace.frozen_bottom; BERT-like
+    # encoders): eval: when scoring (exact); train: when training too (those blocks then run without dropout); off
+    frozen_bottom: str = "eval"
 
     def __post_init__(self):
         problems = []
@@ -40,6 +45,8 @@ class Schedule:
             problems.append(f"precision={self.precision!r} is not one of {list(PRECISIONS)}")
         if not isinstance(self.bucket_window, int) or self.bucket_window < 0:
             problems.append(f"bucket_window={self.bucket_window!r} must be an integer >= 0 (0 or 1: no bucketing)")
+        if self.frozen_bottom not in FROZEN_BOTTOM_MODES:
+            problems.append(f"frozen_bottom={self.frozen_bottom!r} is not one of {list(FROZEN_BOTTOM_MODES)}")
         if problems:
             raise PeftspaceError("schedule: " + "; ".join(problems))
 

@@ -5,9 +5,11 @@ reads on one screen. Everything random comes from the trial's seed inside a fork
 a trial never disturbs the caller's global state and the same seed gives the same record on CPU.
 Trials that share a ``TrialCache`` load the backbone and encode each task once, with the same records.
 
-Two speed-ups keep the data and the steps: bf16 autocast around forward passes (fp32 master weights
-and optimizer; ``precision``), and length bucketing (batches of similar lengths, drawn so that
-every training example is still seen once per epoch; ``bucket_window``).
+Three speed-ups keep the data and the steps: bf16 autocast around forward passes (fp32 master weights
+and optimizer; ``precision``), length bucketing (batches of similar lengths, drawn so that every
+training example is still seen once per epoch; ``bucket_window``), and frozen-bottom reuse (the
+states below the design's lowest modified block come from a cache shared by epochs and trials;
+``frozen_bottom``, ``peftspace.frozen_bottom``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import torch
 from peftspace.batching import batch_stream
 from peftspace.cache import Encodings, TrialCache
 from peftspace.design import Design, PeftspaceError
+from peftspace.dropout import use_fast_dropout
+from peftspace.frozen_bottom import frozen_layers, serve
 from peftspace.precision import autocast, native_bf16, resolve_precision
 from peftspace.schedule import Schedule
 
@@ -94,6 +98,7 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     plan = peftspace.apply(model, design)
+    use_fast_dropout(model)  # the trial's own copy: the same Bernoulli masks, drawn four per random number
     head = {id(p): p for p in fmt.head_parameters(model)}
     head.update({id(p): p for n, p in model.named_parameters() if n in newly_initialized and "peftspace_" not in n})
     for p in head.values():
@@ -117,6 +122,28 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: (step + 1) / max(1, warmup) if step < warmup else max(0.0, (total - step) / max(1, total - warmup)))
 
+    # Blocks below the design's lowest modified one: their states served from the cache, computed without
+    # dropout; while training only with frozen_bottom="train" (it drops the bottom's dropout), always when scoring.
+    frozen = frozen_layers(model, fmt) if schedule.frozen_bottom != "off" else 0
+    scope, store = (backbone, frozen, precision, device), cache.bottom_states
+    with serve(model, frozen if schedule.frozen_bottom == "train" else 0, store, scope) as trained_bottom:
+        record["steps"], record["losses"] = total, _train(model, fmt, data, encodings, train, schedule, seed, total, precision,
+                                                          device, optimizer, scheduler, design_params + list(head.values()),
+                                                          progress)
+    with serve(model, frozen, store, scope) as scored_bottom:
+        record["metrics"] = {split: evaluate(model, fmt, data, split, schedule, seed, encodings=encodings)
+                             for split in ("validation", "test")}
+    served = [b for b in (trained_bottom, scored_bottom) if b is not None]
+    record["frozen_bottom"] = {"mode": schedule.frozen_bottom, "layers": frozen, "hits": sum(b.hits for b in served),
+                               "misses": sum(b.misses for b in served)} if served else None
+    record["validation_score"] = main_score(data.spec, record["metrics"]["validation"])
+    record["score"] = main_score(data.spec, record["metrics"]["test"])
+    return model, fmt
+
+
+def _train(model, fmt, data, encodings, train, schedule, seed, total, precision, device, optimizer, scheduler, params,
+           progress) -> list[list]:
+    """``total`` optimizer steps over the ``train`` positions; the logged ``[step, loss]`` pairs."""
     model.train()
     losses, generator = [], torch.Generator().manual_seed(seed)
     batches = batch_stream(len(train), schedule.batch_size, schedule.bucket_window, generator,
@@ -129,7 +156,7 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
         if not torch.isfinite(loss):
             raise TrialFailed(f"loss became {loss.item()} at step {step}")
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(design_params + list(head.values()), schedule.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -137,13 +164,7 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
             losses.append([step, round(loss.item(), 5)])
         if progress is not None:
             progress(step + 1, total, loss.item())
-    record["steps"], record["losses"] = total, losses
-
-    record["metrics"] = {split: evaluate(model, fmt, data, split, schedule, seed, encodings=encodings)
-                         for split in ("validation", "test")}
-    record["validation_score"] = main_score(data.spec, record["metrics"]["validation"])
-    record["score"] = main_score(data.spec, record["metrics"]["test"])
-    return model, fmt
+    return losses
 
 
 def _initialize_head(model, newly_initialized: frozenset[str]) -> None:

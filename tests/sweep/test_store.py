@@ -54,17 +54,18 @@ def test_a_different_sweep_on_the_same_study_is_refused_naming_the_study_and_eve
     assert "samples: stored 4, given 5" in message and "space.name: stored \"S0\", given \"S1\"" in message and "model" not in message.split("differences")[1]
 
 
-def test_a_sweep_stored_before_precision_and_bucketing_resumes_with_the_flags_it_ran_with(tmp_path):
+def test_a_sweep_stored_before_the_speedups_resumes_with_the_flags_it_ran_with(tmp_path):
     from peftspace.schedule import Schedule
 
     study, _ = _study(tmp_path)
     old = Schedule(max_steps=2).to_dict()
-    del old["precision"], old["bucket_window"]
+    del old["precision"], old["bucket_window"], old["frozen_bottom"]
     study.set_user_attr(DEFINITION_ATTR, SweepDefinition({"name": "S0"}, "minilm", ("rte",), 4, 0, old).to_dict())
-    as_it_ran = Schedule(max_steps=2, precision="fp32", bucket_window=0)
+    as_it_ran = Schedule(max_steps=2, precision="fp32", bucket_window=0, frozen_bottom="off")
     assert check_definition(study, SweepDefinition({"name": "S0"}, "minilm", ("rte",), 4, 0, as_it_ran.to_dict()), "x") is False
     today = SweepDefinition({"name": "S0"}, "minilm", ("rte",), 4, 0, Schedule(max_steps=2).to_dict())
-    with pytest.raises(SweepError, match='schedule.precision: stored "fp32", given "auto"; schedule.bucket_window: stored 0, given 50'):
+    with pytest.raises(SweepError, match='schedule.precision: stored "fp32", given "auto"; schedule.bucket_window: stored 0, given 50; '
+                                         'schedule.frozen_bottom: stored "off", given "eval"'):
         check_definition(study, today, "x")
     assert Schedule.from_dict(old) == as_it_ran  # what a worker of the old sweep trains with
 

@@ -34,15 +34,19 @@ PRECISION = typer.Option("auto", "--precision", help="auto (bf16 where the CPU/G
                                                       "bf16 autocast of forward passes, fp32 weights and optimizer.")
 BUCKET_WINDOW = typer.Option(50, "--bucket-window", help="Length bucketing: sort windows of this many batches by length "
                                                          "(0: off; every example still once per epoch).")
+FROZEN_BOTTOM = typer.Option("eval", "--frozen-bottom", help="Cache the outputs of the blocks below the design's lowest tuned "
+                                                             "one (BERT-like encoders): eval (when scoring; exact) | train (also "
+                                                             "when training; those blocks then run without dropout) | off.")
 
 
 def make_schedule(steps, epochs, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, format_,
-                  precision="auto", bucket_window=50):
+                  precision="auto", bucket_window=50, frozen_bottom="eval"):
     from peftspace.schedule import Schedule
 
     return Schedule(max_steps=None if epochs else steps, epochs=epochs or 1.0, batch_size=batch_size,
                     learning_rate=learning_rate, max_length=max_length, max_train_examples=max_train_examples,
-                    max_eval_examples=max_eval_examples, format=format_, precision=precision, bucket_window=bucket_window)
+                    max_eval_examples=max_eval_examples, format=format_, precision=precision, bucket_window=bucket_window,
+                    frozen_bottom=frozen_bottom)
 
 
 STORAGE = typer.Option(None, "--storage", help="Optuna storage URL: sqlite:///FILE.db or postgresql://user:pw@host/db.")

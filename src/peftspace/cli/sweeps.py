@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from peftspace.cli._common import BUCKET_WINDOW, DATA_DIR, MODEL, PRECISION, STORAGE, app, console, make_schedule, quiet_optuna
+from peftspace.cli._common import (
+    BUCKET_WINDOW,
+    DATA_DIR,
+    FROZEN_BOTTOM,
+    MODEL,
+    PRECISION,
+    STORAGE,
+    app,
+    console,
+    make_schedule,
+    quiet_optuna,
+)
 
 
 def _print_sweep(status: dict) -> None:
@@ -35,7 +46,7 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
           grace_period: int = typer.Option(None, help="Silence after which a trial's worker is dead (default 2 x interval)."),
           max_retry: int = typer.Option(3, help="Re-queues of a design whose worker died."),
           retry_failed: bool = typer.Option(False, "--retry-failed", help="First re-queue designs that diverged or raised."),
-          precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW) -> None:
+          precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM) -> None:
     """Sample designs from a space, queue them in an Optuna study, train them with local workers (resumable)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -43,7 +54,7 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
 
     quiet_optuna()
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window)
+                             precision, bucket_window, frozen_bottom)
     columns = (TextColumn("sweep"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         job = bar.add_task("sweep", total=samples, counts="")
@@ -114,7 +125,7 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
              max_train_examples: int = None, max_eval_examples: int = None,
              threads: int = typer.Option(None, help="Torch threads per worker (default: CPU count / workers)."),
              confidence: float = typer.Option(0.95, help="Confidence of the verdicts' bootstrap intervals."),
-             precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW) -> None:
+             precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM) -> None:
     """Run S0 -> S4: per stage, sweep every option's subspace, rank by EDF statistics, keep the winner (resumable)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -123,7 +134,7 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
 
     quiet_optuna()
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window)
+                             precision, bucket_window, frozen_bottom)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         jobs = {}

@@ -7,7 +7,18 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from peftspace.cli._common import BUCKET_WINDOW, BUDGET, DATA_DIR, MODEL, PRECISION, app, console, make_schedule, resolve_design
+from peftspace.cli._common import (
+    BUCKET_WINDOW,
+    BUDGET,
+    DATA_DIR,
+    FROZEN_BOTTOM,
+    MODEL,
+    PRECISION,
+    app,
+    console,
+    make_schedule,
+    resolve_design,
+)
 from peftspace.design.errors import PeftspaceError
 
 
@@ -54,7 +65,7 @@ def train(model: str = MODEL, design: str = typer.Option("lora", "--design", "-d
           text_columns: str = typer.Option(None, help="Own data: comma-separated text columns."),
           label_column: str = typer.Option(None, help="Own data: the label column."),
           kind: str = typer.Option("classification", help="Own data: classification or regression."),
-          precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW) -> None:
+          precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM) -> None:
     """Train a design on a task, then save the design, its head and a metrics JSON."""
     from transformers.utils import logging as hf_logging
 
@@ -64,7 +75,7 @@ def train(model: str = MODEL, design: str = typer.Option("lora", "--design", "-d
     hf_logging.disable_progress_bar()
     data, source = _task(task, data_dir, seed, text_columns, label_column, kind)
     schedule = make_schedule(steps, epochs, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, format_,
-                             precision, bucket_window)
+                             precision, bucket_window, frozen_bottom)
     with _progress() as bar:
         job = bar.add_task(f"{data.spec.name} seed {seed}", total=None, loss=float("nan"))
         trained = train_trial(resolve_design(design, budget), model, data, schedule, seed,
@@ -113,7 +124,7 @@ def compare(model: str = MODEL,
             data_dir: Path = DATA_DIR, out: Path = typer.Option(Path("runs/compare"), "--out"),
             steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3, max_length: int = 128,
             max_train_examples: int = None, max_eval_examples: int = None, budget: float = BUDGET,
-            precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW) -> None:
+            precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM) -> None:
     """Train designs x tasks x seeds at equal budget; write table.md and table.csv (resumable)."""
     from transformers.utils import logging as hf_logging
 
@@ -121,7 +132,7 @@ def compare(model: str = MODEL,
 
     hf_logging.disable_progress_bar()
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window)
+                             precision, bucket_window, frozen_bottom)
     run_compare(designs.split(","), tasks.split(","), [int(s) for s in seeds.split(",")], model, out, schedule,
                 data_dir=data_dir, budget=budget, progress=lambda key: console.print(f"trial {key}"))
     console.print((out / "table.md").read_text())
