@@ -66,7 +66,7 @@ def test_every_plain_dropout_of_a_real_model_is_swapped_keeping_p(minilm_path):
     model = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2)
     before = {name: m.p for name, m in model.named_modules() if type(m) is nn.Dropout}
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    assert use_fast_dropout(model) == len(before) > 10
+    assert use_fast_dropout(model) == len(before) + 6 > 16  # and the 6 self-attentions
     after = {name: m.p for name, m in model.named_modules() if isinstance(m, FastDropout)}
     assert after == before and not any(type(m) is nn.Dropout for m in model.modules())
     assert model.state_dict().keys() == state.keys()
@@ -79,3 +79,52 @@ def test_every_plain_dropout_of_a_real_model_is_swapped_keeping_p(minilm_path):
     fresh.load_state_dict(state)
     with torch.no_grad():
         assert torch.equal(swapped, fresh(**batch).logits)  # eval mode: nothing else changed
+
+
+def _attention_inputs(seed=0, batch=3, heads=4, length=7, dim=8):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(batch, heads, length, dim, generator=g) for _ in range(3))
+    mask = torch.ones(batch, 1, length, length, dtype=torch.bool)
+    mask[1, ..., 5:] = False  # padded keys
+    return q, k, v, mask
+
+
+def test_fast_attention_is_sdpa_when_not_dropping_and_the_math_with_its_mask_when_dropping():
+    from peftspace.dropout import fast_dropout_attention
+
+    q, k, v, mask = _attention_inputs()
+    module = nn.Module()
+    module.is_causal = False
+    module.eval()
+    out, _ = fast_dropout_attention(module, q, k, v, mask, scaling=0.3, dropout=0.0)  # what modules pass in eval mode
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3).transpose(1, 2)
+    torch.testing.assert_close(out, expected)
+    module.train()
+    torch.manual_seed(7)
+    out, _ = fast_dropout_attention(module, q, k, v, mask, scaling=0.3, dropout=0.1)
+    torch.manual_seed(7)
+    kept = keep_mask((3, 4, 7, 7), 0.1)
+    probabilities = torch.softmax((q @ k.transpose(2, 3) * 0.3).masked_fill(~mask, -torch.inf), dim=-1)
+    torch.testing.assert_close(out, ((probabilities * kept / 0.9) @ v).transpose(1, 2))
+    assert not kept.all()
+
+
+def test_a_trial_model_trains_through_the_fast_attention_with_and_without_prefixes(minilm_path):
+    from transformers import AutoModelForSequenceClassification
+
+    import peftspace
+    from peftspace.dropout import ATTENTION
+
+    for design in ("lora", "mam"):  # mam: prefixes in every layer
+        model = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2)
+        peftspace.apply(model, design)
+        assert use_fast_dropout(model) > 6
+        implementations = {getattr(m, "peftspace_prefix", None) and m.peftspace_prefix.base_implementation
+                           or m.config._attn_implementation for m in model.modules() if type(m).__name__ == "BertSelfAttention"}
+        assert implementations == {ATTENTION} and model.config._attn_implementation == "sdpa"
+        model.train()
+        batch = {"input_ids": torch.tensor([[101, 2023, 2003, 102], [101, 2023, 102, 0]]),
+                 "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": torch.tensor([0, 1])}
+        loss = model(**batch).loss
+        loss.backward()
+        assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters() if p.requires_grad)

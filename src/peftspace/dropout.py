@@ -7,8 +7,12 @@ threshold: an element is kept with probability ``1 - p`` (``p`` rounded to a mul
 e.g. 0.1 -> 0.1000061) and scaled by ``1 / (1 - p)``, as in ``nn.Dropout``. Masks are independent
 Bernoulli draws all the same; only the stream they come from differs from torch's own dropout.
 
-Attention-probability dropout inside ``scaled_dot_product_attention`` is not a module and stays
-torch's.
+Attention-probability dropout happens inside ``scaled_dot_product_attention``, where torch draws
+it with the same serial generator (and leaves its fused kernel for the math path to do so). In
+BERT-like encoders, whose self-attention goes through transformers' attention interface with
+``sdpa``, each attention module gets its own config naming ``fast_dropout_attention`` (as prefix
+tuning does): while training with dropout it computes the same softmax(QK^T * scale + mask) V with
+its mask from ``keep_mask``; otherwise it is ``sdpa`` itself. Other families keep torch's.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import torch
 from torch import nn
 
 STEPS = 1 << 16  # 16-bit uniforms
+ATTENTION = "peftspace_fast_dropout"
+ATTENTION_FAMILIES = ("bert",)  # encoder self-attention through the interface: no causal mask, no position bias
 
 
 class FastDropout(nn.Module):
@@ -50,11 +56,34 @@ def keep_mask(shape: torch.Size, p: float, device=None, generator: torch.Generat
     return uniforms >= round(p * STEPS) - STEPS // 2
 
 
-def use_fast_dropout(model: nn.Module) -> int:
-    """Swap every plain ``nn.Dropout`` of ``model`` for a ``FastDropout`` of the same ``p``; returns how many.
+def fast_dropout_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """``sdpa`` attention whose attention-probability dropout draws its mask with ``keep_mask``."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    Meant for a trial's own model copy: dropout modules hold no state, so nothing saved changes.
+    if not (module.training and dropout > 0.0):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+    scores = torch.matmul(query, key.transpose(2, 3)) * (query.size(-1) ** -0.5 if scaling is None else scaling)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask[..., : key.shape[-2]]
+    probabilities = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+    kept = keep_mask(probabilities.shape, dropout, probabilities.device).to(probabilities.dtype).mul_(1.0 / (1.0 - dropout))
+    return torch.matmul(probabilities * kept, value).transpose(1, 2).contiguous(), None
+
+
+def use_fast_dropout(model: nn.Module) -> int:
+    """Swap every plain ``nn.Dropout`` of ``model`` for a ``FastDropout`` of the same ``p``, and the ``sdpa``
+    attention of BERT-like encoders for ``fast_dropout_attention``; returns how many modules changed.
+
+    Meant for a trial's own model copy: nothing here holds state, so nothing saved changes.
     """
+    import copy
+
+    from peftspace.families import blocks, family_of
+    from peftspace.strategies.prefix import NAME as PREFIX
+
     swapped = 0
     for module in model.modules():
         for name, child in list(module.named_children()):
@@ -63,4 +92,23 @@ def use_fast_dropout(model: nn.Module) -> int:
                 replacement.train(child.training)
                 setattr(module, name, replacement)
                 swapped += 1
+    if family_of(model.config) not in ATTENTION_FAMILIES:
+        return swapped
+    _register()
+    for block in blocks(model):
+        for attention in block.attentions:
+            target, prefix = attention.module, getattr(attention.module, PREFIX, None)
+            if prefix is not None and prefix.base_implementation == "sdpa":
+                prefix.base_implementation = ATTENTION  # the prefix widens keys and mask, then calls this
+                swapped += 1
+            elif prefix is None and attention.uses_attention_interface and target.config._attn_implementation == "sdpa":
+                target.config = copy.copy(target.config)
+                target.config._attn_implementation_internal = ATTENTION  # not the setter: it recurses into sub-configs
+                swapped += 1
     return swapped
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION, fast_dropout_attention)
