@@ -1,11 +1,12 @@
-"""Frozen-bottom reuse benchmark (issue 6): one design on MiniLM's top blocks, ``frozen_bottom`` off vs cache.
+"""Frozen-bottom reuse benchmark (issue 6): one design on MiniLM's top blocks, ``frozen_bottom`` off vs train
+(training steps and scoring served from the cache).
 
     flock /tmp/peftspace-bench.lock .venv/bin/python benchmarks/frozen_bottom.py
     .venv/bin/python benchmarks/frozen_bottom.py --examples 64 --eval-examples 32   # a quick check
 
 All trials share one ``TrialCache`` and run in this order: ``off`` twice (the first loads the
-backbone and encodes the examples, so the second is timed warm), then ``cache`` on a cold store
-(epoch 1 computes and stores the bottom, epoch 2 and evaluation read it back), then ``cache``
+backbone and encodes the examples, so the second is timed warm), then ``train`` on a cold store
+(epoch 1 computes and stores the bottom, epoch 2 and evaluation read it back), then ``train``
 again with the store warm (a sweep worker's next design on the same task). Per-epoch times come
 from the progress callback; "eval" is validation + test after training. One run on a shared
 machine: timings are noisy, compare ratios from the same run only. Prints, asserts nothing.
@@ -59,13 +60,13 @@ def main() -> None:
     timed_trial(design, data, schedule, cache)  # loads the backbone, encodes the examples
     runs = {"off": timed_trial(design, data, schedule, cache)}
     cached = replace(schedule, frozen_bottom="train")
-    runs["cache, cold store"] = timed_trial(design, data, cached, cache)
-    runs["cache, warm store"] = timed_trial(design, data, cached, cache)
+    runs["train, cold store"] = timed_trial(design, data, cached, cache)
+    runs["train, warm store"] = timed_trial(design, data, cached, cache)
 
     print(f"{args.task}, {args.examples} training examples x 2 epochs, batch 32, max_length 64, "
           f"{args.eval_examples} validation + {args.eval_examples} test examples, {args.threads} torch thread(s), "
           f"precision {runs['off']['record']['precision']}")
-    layers = runs["cache, cold store"]["record"]["frozen_bottom"]["layers"]
+    layers = runs["train, cold store"]["record"]["frozen_bottom"]["layers"]
     print(f"design: LoRA on the top {6 - layers} of 6 blocks; the cache serves the embeddings and blocks 0..{layers - 1}")
     base = runs["off"]
     print(f"{'':20} {'wall s':>8} {'epoch 1':>8} {'epoch 2':>8} {'eval':>8} {'x wall':>7} {'x ep.2':>7} {'x eval':>7}  hits/misses")
@@ -76,7 +77,7 @@ def main() -> None:
               f"{base['wall'] / run['wall']:7.2f} {base['epochs'][1] / run['epochs'][1]:7.2f} {base['eval'] / run['eval']:7.2f}  {counts}")
     print(f"stored: {len(cache.bottom_states)} examples, {cache.bottom_states.used_bytes / 2**20:.1f} MiB")
     losses = {name: [loss for _, loss in run["record"]["losses"]] for name, run in runs.items()}
-    gap = max(abs(a - b) for a, b in zip(losses["cache, cold store"], losses["cache, warm store"], strict=True))
+    gap = max(abs(a - b) for a, b in zip(losses["train, cold store"], losses["train, warm store"], strict=True))
     print(f"largest loss difference, cold vs warm store: {gap:.2e}; test accuracy: "
           + ", ".join(f"{name} {run['record']['metrics']['test']}" for name, run in runs.items()))
 

@@ -107,7 +107,7 @@ def run_baseline(designs: list[Design], args, workdir: Path) -> dict:
     return {"rows": rows, "shared_s": shared, "total_s": time.perf_counter() - started}
 
 
-def run_ours(designs: list[Design], args, workers: int, workdir: Path) -> dict:
+def run_ours(designs: list[Design], args, workers: int, workdir: Path, changes: dict | None = None, label: str = "") -> dict:
     """``run_sweep`` on a fresh SQLite store: spawned workers, each loading the backbone and data once."""
     import optuna
     from optuna.trial import TrialState
@@ -116,8 +116,8 @@ def run_ours(designs: list[Design], args, workers: int, workdir: Path) -> dict:
     from peftspace.schedule import Schedule
 
     schedule = Schedule.from_dict({"max_steps": args.steps, "batch_size": 32, "max_length": args.max_length,
-                                   "learning_rate": 1e-3, "max_eval_examples": None, **args.schedule})
-    url = f"sqlite:///{workdir / f'workers{workers}.db'}"
+                                   "learning_rate": 1e-3, "max_eval_examples": None, **args.schedule, **(changes or {})})
+    url = f"sqlite:///{workdir / f'workers{workers}{label}.db'}"
     started = time.perf_counter()
     status = run_sweep(SPACE, MODEL, [TASK], samples=len(designs), seed=args.seed, workers=workers, storage=url,
                        schedule=schedule, data_dir=args.data_dir, threads=max(1, args.threads // workers))
@@ -180,6 +180,8 @@ def parse_args():
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--schedule", action="append", default=[], metavar="KEY=VALUE",
                         help="extra Schedule field for our side, e.g. precision=fp32 (JSON values)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also run our side (1 worker) with each speed-up turned off in turn, and all of them off")
     parser.add_argument("--json", help="also write every number to this file")
     args = parser.parse_args()
     args.workers = [int(w) for w in args.workers.split(",")]
@@ -200,6 +202,21 @@ def cpu_name() -> str:
         return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         return platform.machine()
+
+
+# What each speed-up contributes: our side with it turned off (the others on), then with all of them off.
+ABLATIONS = {"precision=fp32": {"precision": "fp32"}, "bucket_window=0": {"bucket_window": 0},
+             "frozen_bottom=off": {"frozen_bottom": "off"}, "fast_dropout=false": {"fast_dropout": False},
+             "all four off": {"precision": "fp32", "bucket_window": 0, "frozen_bottom": "off", "fast_dropout": False}}
+
+
+def print_ablation(baseline, reference, ablation) -> None:
+    print("\nour side (1 worker) with one speed-up off; the last row has all four off, leaving the worker's reuse of backbone and data")
+    print(f"{'our side':<22} {'total s':>8} {'/ all on':>9} {'peft/ours':>10} {'mean acc diff':>14}")
+    for name, run in [("all on", reference)] + list(ablation.items()):
+        diffs = [o["accuracy"] - b["accuracy"] for o, b in zip(run["rows"], baseline["rows"])]
+        print(f"{name:<22} {run['total_s']:>8.1f} {run['total_s'] / reference['total_s']:>8.2f}x "
+              f"{baseline['total_s'] / run['total_s']:>9.2f}x {sum(diffs) / len(diffs):>+14.2f}")
 
 
 def main() -> None:
@@ -224,7 +241,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="peftspace-bench-") as tmp:
         baseline = run_baseline(designs, args, Path(tmp))
         ours_runs = [run_ours(designs, args, workers, Path(tmp)) for workers in args.workers]
+        ablation = {name: run_ours(designs, args, 1, Path(tmp), changes, f"-{i}")
+                    for i, (name, changes) in enumerate(ABLATIONS.items())} if args.ablation else {}
     print_table(designs, config, baseline, ours_runs)
+    if ablation:
+        print_ablation(baseline, next(run for run in ours_runs if run["workers"] == 1), ablation)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     mean = {k: sum(r[k] for r in baseline["rows"]) / len(designs) for k in ("load_s", "train_s", "eval_s")}
     print(f"peft per trial (mean): model + peft {mean['load_s']:.1f} s, train {mean['train_s']:.1f} s, predict {mean['eval_s']:.1f} s; "
@@ -235,7 +256,7 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({
             "args": {k: v for k, v in vars(args).items()}, "space": SPACE.to_dict(),
             "designs": [d.to_dict() for d in designs], "ranks": [layer_ranks(config, d) for d in designs],
-            "baseline": baseline, "ours": ours_runs}, indent=2) + "\n")
+            "baseline": baseline, "ours": ours_runs, "ablation": ablation}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -128,3 +128,24 @@ def test_a_trial_model_trains_through_the_fast_attention_with_and_without_prefix
         loss = model(**batch).loss
         loss.backward()
         assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_the_schedule_turns_fast_dropout_on_by_default_off_on_request_and_off_for_old_schedules(data_dir):
+    from dataclasses import replace
+
+    from peftspace.schedule import Schedule
+    from peftspace.tasks import load_task
+    from peftspace.trial import train_trial
+
+    sst2 = load_task("sst2", data_dir, seed=0)
+    schedule = Schedule(max_steps=1, batch_size=4, max_length=32, max_train_examples=8, max_eval_examples=4)
+    kinds = {}
+    for fast in (True, False):
+        trained = train_trial("lora", "minilm", sst2, replace(schedule, fast_dropout=fast), seed=0)
+        kinds[fast] = {type(m).__name__ for m in trained.model.modules() if "Dropout" in type(m).__name__}
+    assert kinds == {True: {"FastDropout"}, False: {"Dropout"}}
+    old = schedule.to_dict()
+    del old["fast_dropout"]
+    assert Schedule.from_stored(old).fast_dropout is False
+    with pytest.raises(Exception, match="fast_dropout='yes' must be true or false"):
+        Schedule(fast_dropout="yes")

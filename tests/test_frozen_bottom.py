@@ -186,7 +186,8 @@ def test_the_memory_cap_is_respected(sst2):
 def test_schedules_stored_before_the_key_read_as_off():
     old = Schedule().to_dict()
     del old["frozen_bottom"]
-    assert Schedule.from_dict(old).frozen_bottom == "off"
+    assert Schedule.from_stored(old).frozen_bottom == "off"
+    assert Schedule.from_dict({"max_steps": 5}) == Schedule(max_steps=5)  # not stored: today's defaults
     with pytest.raises(PeftspaceError, match="frozen_bottom='on' is not one of"):
         Schedule(frozen_bottom="on")
     from peftspace.cli._common import make_schedule

@@ -11,7 +11,7 @@ FROZEN_BOTTOM_MODES = ("eval", "train", "off")
 # Schedules stored before these keys existed ran in fp32 without bucketing, with dropout in every
 # block; reading them so keeps old runs re-scorable as they ran and old sweeps resumable with the
 # flags that reproduce them.
-BEFORE_SPEEDUPS = {"precision": "fp32", "bucket_window": 0, "frozen_bottom": "off"}
+BEFORE_SPEEDUPS = {"precision": "fp32", "bucket_window": 0, "frozen_bottom": "off", "fast_dropout": False}
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Schedule:
     # Blocks below the design's lowest modified one, their outputs cached (peftspace.frozen_bottom; BERT-like
     # encoders): eval: when scoring (exact); train: when training too (those blocks then run without dropout); off
     frozen_bottom: str = "eval"
+    fast_dropout: bool = True  # dropout masks drawn four per random number (peftspace.dropout); False: torch's own
 
     def __post_init__(self):
         problems = []
@@ -47,17 +48,24 @@ class Schedule:
             problems.append(f"bucket_window={self.bucket_window!r} must be an integer >= 0 (0 or 1: no bucketing)")
         if self.frozen_bottom not in FROZEN_BOTTOM_MODES:
             problems.append(f"frozen_bottom={self.frozen_bottom!r} is not one of {list(FROZEN_BOTTOM_MODES)}")
+        if not isinstance(self.fast_dropout, bool):
+            problems.append(f"fast_dropout={self.fast_dropout!r} must be true or false")
         if problems:
             raise PeftspaceError("schedule: " + "; ".join(problems))
 
     @classmethod
     def from_dict(cls, data: dict) -> "Schedule":
-        """A stored schedule; keys it predates take the values trials ran with before they existed."""
+        """A schedule from some of its keys; the others take today's defaults."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise PeftspaceError(f"schedule has unknown key(s) {unknown}; known keys are {sorted(known)}")
-        return cls(**{**BEFORE_SPEEDUPS, **data})
+        return cls(**data)
+
+    @classmethod
+    def from_stored(cls, data: dict) -> "Schedule":
+        """A schedule a record or sweep stored; keys it predates take the values trials ran with before they existed."""
+        return cls.from_dict({**BEFORE_SPEEDUPS, **data})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -98,7 +98,8 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     plan = peftspace.apply(model, design)
-    use_fast_dropout(model)  # the trial's own copy: the same Bernoulli masks, drawn four per random number
+    if schedule.fast_dropout:
+        use_fast_dropout(model)  # the trial's own copy: the same Bernoulli masks, drawn four per random number
     head = {id(p): p for p in fmt.head_parameters(model)}
     head.update({id(p): p for n, p in model.named_parameters() if n in newly_initialized and "peftspace_" not in n})
     for p in head.values():

@@ -67,7 +67,7 @@ def test_a_sweep_stored_before_the_speedups_resumes_with_the_flags_it_ran_with(t
     with pytest.raises(SweepError, match='schedule.precision: stored "fp32", given "auto"; schedule.bucket_window: stored 0, given 50; '
                                          'schedule.frozen_bottom: stored "off", given "eval"'):
         check_definition(study, today, "x")
-    assert Schedule.from_dict(old) == as_it_ran  # what a worker of the old sweep trains with
+    assert Schedule.from_stored(old) == as_it_ran  # what a worker of the old sweep trains with
 
 
 def test_run_sweep_refuses_a_mismatched_rerun(tmp_path):

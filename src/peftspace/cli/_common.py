@@ -38,15 +38,18 @@ FROZEN_BOTTOM = typer.Option("eval", "--frozen-bottom", help="Cache the outputs 
                                                              "one (BERT-like encoders): eval (when scoring; exact) | train (also "
                                                              "when training; those blocks then run without dropout) | off.")
 
+FAST_DROPOUT = typer.Option(True, "--fast-dropout/--torch-dropout", help="Dropout masks drawn four per random number "
+                                                                       "(the same Bernoulli masks, cheaper) or by torch.")
+
 
 def make_schedule(steps, epochs, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, format_,
-                  precision="auto", bucket_window=50, frozen_bottom="eval"):
+                  precision="auto", bucket_window=50, frozen_bottom="eval", fast_dropout=True):
     from peftspace.schedule import Schedule
 
     return Schedule(max_steps=None if epochs else steps, epochs=epochs or 1.0, batch_size=batch_size,
                     learning_rate=learning_rate, max_length=max_length, max_train_examples=max_train_examples,
                     max_eval_examples=max_eval_examples, format=format_, precision=precision, bucket_window=bucket_window,
-                    frozen_bottom=frozen_bottom)
+                    frozen_bottom=frozen_bottom, fast_dropout=fast_dropout)
 
 
 STORAGE = typer.Option(None, "--storage", help="Optuna storage URL: sqlite:///FILE.db or postgresql://user:pw@host/db.")

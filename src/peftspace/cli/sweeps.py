@@ -9,6 +9,7 @@ import typer
 from peftspace.cli._common import (
     BUCKET_WINDOW,
     DATA_DIR,
+    FAST_DROPOUT,
     FROZEN_BOTTOM,
     MODEL,
     PRECISION,
@@ -46,7 +47,8 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
           grace_period: int = typer.Option(None, help="Silence after which a trial's worker is dead (default 2 x interval)."),
           max_retry: int = typer.Option(3, help="Re-queues of a design whose worker died."),
           retry_failed: bool = typer.Option(False, "--retry-failed", help="First re-queue designs that diverged or raised."),
-          precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM) -> None:
+          precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
+          fast_dropout: bool = FAST_DROPOUT) -> None:
     """Sample designs from a space, queue them in an Optuna study, train them with local workers (resumable)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -54,7 +56,7 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
 
     quiet_optuna()
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window, frozen_bottom)
+                             precision, bucket_window, frozen_bottom, fast_dropout)
     columns = (TextColumn("sweep"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         job = bar.add_task("sweep", total=samples, counts="")
@@ -125,7 +127,8 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
              max_train_examples: int = None, max_eval_examples: int = None,
              threads: int = typer.Option(None, help="Torch threads per worker (default: CPU count / workers)."),
              confidence: float = typer.Option(0.95, help="Confidence of the verdicts' bootstrap intervals."),
-             precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM) -> None:
+             precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
+          fast_dropout: bool = FAST_DROPOUT) -> None:
     """Run S0 -> S4: per stage, sweep every option's subspace, rank by EDF statistics, keep the winner (resumable)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -134,7 +137,7 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
 
     quiet_optuna()
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window, frozen_bottom)
+                             precision, bucket_window, frozen_bottom, fast_dropout)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         jobs = {}

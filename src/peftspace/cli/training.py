@@ -11,6 +11,7 @@ from peftspace.cli._common import (
     BUCKET_WINDOW,
     BUDGET,
     DATA_DIR,
+    FAST_DROPOUT,
     FROZEN_BOTTOM,
     MODEL,
     PRECISION,
@@ -65,7 +66,8 @@ def train(model: str = MODEL, design: str = typer.Option("lora", "--design", "-d
           text_columns: str = typer.Option(None, help="Own data: comma-separated text columns."),
           label_column: str = typer.Option(None, help="Own data: the label column."),
           kind: str = typer.Option("classification", help="Own data: classification or regression."),
-          precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM) -> None:
+          precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
+          fast_dropout: bool = FAST_DROPOUT) -> None:
     """Train a design on a task, then save the design, its head and a metrics JSON."""
     from transformers.utils import logging as hf_logging
 
@@ -75,7 +77,7 @@ def train(model: str = MODEL, design: str = typer.Option("lora", "--design", "-d
     hf_logging.disable_progress_bar()
     data, source = _task(task, data_dir, seed, text_columns, label_column, kind)
     schedule = make_schedule(steps, epochs, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, format_,
-                             precision, bucket_window, frozen_bottom)
+                             precision, bucket_window, frozen_bottom, fast_dropout)
     with _progress() as bar:
         job = bar.add_task(f"{data.spec.name} seed {seed}", total=None, loss=float("nan"))
         trained = train_trial(resolve_design(design, budget), model, data, schedule, seed,
@@ -107,7 +109,7 @@ def evaluate(run: Path = typer.Argument(..., help="A directory written by `pefts
     else:
         data, _ = _task(source["task"], data_dir or source.get("data_dir"), record["seed"], None, None, "classification")
     model, fmt = load_run(run, data)
-    schedule = Schedule.from_dict(record["schedule"])  # as trained: runs saved before --precision stay fp32
+    schedule = Schedule.from_stored(record["schedule"])  # as trained: runs saved before --precision stay fp32
     splits = ["validation", "test"] if split == "both" else [split]
     scores = {s: score(model, fmt, data, s, schedule, record["seed"]) for s in splits}
     _print_metrics({"task": record["task"], "status": "re-scored", "metrics": scores})
@@ -124,7 +126,8 @@ def compare(model: str = MODEL,
             data_dir: Path = DATA_DIR, out: Path = typer.Option(Path("runs/compare"), "--out"),
             steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3, max_length: int = 128,
             max_train_examples: int = None, max_eval_examples: int = None, budget: float = BUDGET,
-            precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM) -> None:
+            precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
+          fast_dropout: bool = FAST_DROPOUT) -> None:
     """Train designs x tasks x seeds at equal budget; write table.md and table.csv (resumable)."""
     from transformers.utils import logging as hf_logging
 
@@ -132,7 +135,7 @@ def compare(model: str = MODEL,
 
     hf_logging.disable_progress_bar()
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window, frozen_bottom)
+                             precision, bucket_window, frozen_bottom, fast_dropout)
     run_compare(designs.split(","), tasks.split(","), [int(s) for s in seeds.split(",")], model, out, schedule,
                 data_dir=data_dir, budget=budget, progress=lambda key: console.print(f"trial {key}"))
     console.print((out / "table.md").read_text())

@@ -260,7 +260,7 @@ def stored_schedule(schedule: dict) -> dict:
     """A stored schedule as the full dict trials ran with (keys it predates at their old values)."""
     from peftspace.schedule import Schedule
 
-    return Schedule.from_dict(schedule).to_dict()
+    return Schedule.from_stored(schedule).to_dict()
 
 
 def differing(stored: dict, given: dict, prefix: str = "") -> list[str]:

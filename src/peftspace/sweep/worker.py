@@ -98,7 +98,7 @@ def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials:
     definition, heartbeat = read_definition(first), read_heartbeat(first)
     store = open_storage(storage, heartbeat)
     study = optuna.load_study(study_name=study_name, storage=store)
-    schedule = Schedule.from_dict(definition.schedule)
+    schedule = Schedule.from_stored(definition.schedule)
     # With the sweep's seed: every design sees the same splits.
     for task in definition.tasks:
         if (task, definition.seed) not in tasks:
