@@ -62,7 +62,7 @@ def test_the_default_serves_scoring_only_training_is_that_of_off_and_scores_agre
     assert served["frozen_bottom"] == {"mode": "eval", "layers": 4, "hits": 0, "misses": 16 + 16}
     again = run_trial(TOP, "minilm", sst2, schedule, seed=0, cache=cache)  # the next trial of a sweep worker
     assert again["frozen_bottom"] == {"mode": "eval", "layers": 4, "hits": 32, "misses": 0}
-    assert Schedule().frozen_bottom == "eval"
+    assert Schedule().frozen_bottom == "off"  # opt-in: misses cost more than hits save unless designs share k
 
 
 def test_the_served_bottom_is_the_model_with_a_dropout_free_bottom(sst2):

@@ -213,3 +213,17 @@ def test_the_flags_reach_the_record(run_cli, tmp_path, data_dir):
     assert record["precision"] == "fp32" and record["schedule"]["precision"] == "fp32" and record["schedule"]["bucket_window"] == 3
     code, out = run_cli("train", "--task", "sst2", "--data-dir", str(data_dir), "--precision", "fp16")
     assert code == 2 and "precision='fp16'" in out
+
+
+def test_scoring_batches_by_length_and_returns_predictions_in_order(sst2):
+    from peftspace.trial import predict, train_trial
+
+    trained = train_trial("lora", "minilm", sst2, Schedule(max_steps=3, batch_size=8, max_length=64, max_train_examples=24,
+                                                           max_eval_examples=8, score_validation=False), seed=0)
+    assert set(trained.record["metrics"]) == {"test"} and trained.record["validation_score"] is None
+    examples = sst2.test[:40]
+    lengths = [len(trained.format.encode(e)["input_ids"]) for e in examples]
+    assert lengths != sorted(lengths)  # so the batches really are reordered
+    trained.model.eval()
+    alone = [predict(trained.model, trained.format, [e], 1)[0] for e in examples]
+    assert predict(trained.model, trained.format, examples, 8) == alone

@@ -9,8 +9,8 @@ computes only the misses; the original modules are back afterwards, so saving is
 
 Exactness, and what it costs:
 - The bottom runs without dropout (eval mode), hit or miss: a cached state must be the one a
-  recomputation gives. Scoring runs in eval mode anyway, so the schedule's default
-  ``frozen_bottom="eval"`` (serve when scoring) changes nothing but rounding; ``"train"`` serves
+  recomputation gives. Scoring runs in eval mode anyway, so ``frozen_bottom="eval"``
+  (serve when scoring) changes nothing but rounding; ``"train"`` serves
   training steps too, so the bottom trains without dropout (opt-in: designs whose lowest tuned
   block differs would then differ in dropout as well); ``"off"`` leaves the model untouched.
 - A miss is computed for its example alone, without padding, so a stored state is a function of the

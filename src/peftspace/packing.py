@@ -37,8 +37,8 @@ from peftspace.formats import make_format
 from peftspace.precision import autocast, resolve_precision
 from peftspace.strategies import prefix as prefix_strategy
 from peftspace.strategies._hooks import PREFIX
-from peftspace.tasks import TaskData, main_score
-from peftspace.trial import Schedule, TrainedTrial, TrialCache, _initialize_head, _subsample_indices, evaluate, versions
+from peftspace.tasks import TaskData
+from peftspace.trial import Schedule, TrainedTrial, TrialCache, _initialize_head, _subsample_indices, score_record, versions
 
 SUPPORTED_FAMILIES = ("bert",)
 SUPPORTED_PROBLEMS = ("single_label_classification", "regression")
@@ -382,8 +382,4 @@ def _train(members: list[_Member], pristine: nn.Module, fmt, schedule) -> None:
 
 def _score(member: _Member, fmt, schedule) -> None:
     """Each design scored alone, on its own model, exactly as ``train_trial`` scores it."""
-    record = member.record
-    record["metrics"] = {split: evaluate(member.model, fmt, member.data, split, schedule, member.seed, encodings=member.encodings)
-                         for split in ("validation", "test")}
-    record["validation_score"] = main_score(member.data.spec, record["metrics"]["validation"])
-    record["score"] = main_score(member.data.spec, record["metrics"]["test"])
+    score_record(member.record, member.model, fmt, member.data, schedule, member.seed, member.encodings)

@@ -36,8 +36,10 @@ class Schedule:
     precision: str = "auto"  # auto (bf16 where the hardware does it natively) | bf16 | fp32
     bucket_window: int = 50  # batches per length-sorted window; 0 or 1: no bucketing
     # Blocks below the design's lowest modified one, their outputs cached (peftspace.frozen_bottom; BERT-like
-    # encoders): eval: when scoring (exact); train: when training too (those blocks then run without dropout); off
-    frozen_bottom: str = "eval"
+    # encoders): eval: when scoring (exact); train: when training too (those blocks then run without dropout); off.
+    # Off by default: a miss (computed per example) costs more than a hit saves unless many designs share k.
+    frozen_bottom: str = "off"
+    score_validation: bool = True  # False: score the test split only (sweeps rank designs by it)
     fast_dropout: bool = True  # dropout masks drawn four per random number (peftspace.dropout); False: torch's own
 
     def __post_init__(self):
@@ -48,8 +50,9 @@ class Schedule:
             problems.append(f"bucket_window={self.bucket_window!r} must be an integer >= 0 (0 or 1: no bucketing)")
         if self.frozen_bottom not in FROZEN_BOTTOM_MODES:
             problems.append(f"frozen_bottom={self.frozen_bottom!r} is not one of {list(FROZEN_BOTTOM_MODES)}")
-        if not isinstance(self.fast_dropout, bool):
-            problems.append(f"fast_dropout={self.fast_dropout!r} must be true or false")
+        for flag in ("fast_dropout", "score_validation"):
+            if not isinstance(getattr(self, flag), bool):
+                problems.append(f"{flag}={getattr(self, flag)!r} must be true or false")
         if problems:
             raise PeftspaceError("schedule: " + "; ".join(problems))
 

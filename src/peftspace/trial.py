@@ -87,7 +87,6 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
     import peftspace
     from peftspace.families import family_of
     from peftspace.formats import default_format, make_format
-    from peftspace.tasks import main_score
 
     format_name = schedule.format or default_format(family_of(cache.config(backbone)))
     tokenizer = cache.tokenizer(backbone)
@@ -132,14 +131,22 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
                                                           device, optimizer, scheduler, design_params + list(head.values()),
                                                           progress)
     with serve(model, frozen, store, scope) as scored_bottom:
-        record["metrics"] = {split: evaluate(model, fmt, data, split, schedule, seed, encodings=encodings)
-                             for split in ("validation", "test")}
+        score_record(record, model, fmt, data, schedule, seed, encodings)
     served = [b for b in (trained_bottom, scored_bottom) if b is not None]
     record["frozen_bottom"] = {"mode": schedule.frozen_bottom, "layers": frozen, "hits": sum(b.hits for b in served),
                                "misses": sum(b.misses for b in served)} if served else None
-    record["validation_score"] = main_score(data.spec, record["metrics"]["validation"])
-    record["score"] = main_score(data.spec, record["metrics"]["test"])
     return model, fmt
+
+
+def score_record(record: dict, model, fmt, data, schedule: Schedule, seed: int, encodings: Encodings | None = None) -> None:
+    """Put the metrics of the test split (and the validation split, unless the schedule skips it) into ``record``."""
+    from peftspace.tasks import main_score
+
+    splits = ("validation", "test") if schedule.score_validation else ("test",)
+    record["metrics"] = {split: evaluate(model, fmt, data, split, schedule, seed, encodings=encodings) for split in splits}
+    validation = record["metrics"].get("validation")
+    record["validation_score"] = None if validation is None else main_score(data.spec, validation)
+    record["score"] = main_score(data.spec, record["metrics"]["test"])
 
 
 def _train(model, fmt, data, encodings, train, schedule, seed, total, precision, device, optimizer, scheduler, params,
@@ -206,12 +213,19 @@ def evaluate(model, fmt, data, split: str, schedule: Schedule, seed: int = 0, *,
 
 
 def predict(model, fmt, examples: list, batch_size: int, encoded: list[dict] | None = None) -> list:
-    """``fmt``'s predictions for ``examples``; ``encoded``: their encodings, if already made."""
+    """``fmt``'s predictions for ``examples`` (in their order); ``encoded``: their encodings, if already made.
+
+    Batches are cut from the examples sorted by length, so they carry little padding; padding is
+    masked, so an example's prediction does not depend on the batch it lands in (up to rounding).
+    """
     encoded = [fmt.encode(e) for e in examples] if encoded is None else encoded
-    predictions = []
-    for start in range(0, len(examples), batch_size):
-        chunk = slice(start, start + batch_size)
-        predictions.extend(fmt.predict(model, fmt.collate(encoded[chunk], examples[chunk])))
+    order = sorted(range(len(examples)), key=lambda i: fmt.length(encoded[i]))
+    predictions = [None] * len(examples)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = fmt.collate([encoded[i] for i in chunk], [examples[i] for i in chunk])
+        for i, prediction in zip(chunk, fmt.predict(model, batch), strict=True):
+            predictions[i] = prediction
     return predictions
 
 

@@ -34,22 +34,27 @@ PRECISION = typer.Option("auto", "--precision", help="auto (bf16 where the CPU/G
                                                       "bf16 autocast of forward passes, fp32 weights and optimizer.")
 BUCKET_WINDOW = typer.Option(50, "--bucket-window", help="Length bucketing: sort windows of this many batches by length "
                                                          "(0: off; every example still once per epoch).")
-FROZEN_BOTTOM = typer.Option("eval", "--frozen-bottom", help="Cache the outputs of the blocks below the design's lowest tuned "
+FROZEN_BOTTOM = typer.Option("off", "--frozen-bottom", help="Cache the outputs of the blocks below the design's lowest tuned "
                                                              "one (BERT-like encoders): eval (when scoring; exact) | train (also "
                                                              "when training; those blocks then run without dropout) | off.")
 
 FAST_DROPOUT = typer.Option(True, "--fast-dropout/--torch-dropout", help="Dropout masks drawn four per random number "
                                                                        "(the same Bernoulli masks, cheaper) or by torch.")
 
+SCORE_VALIDATION = typer.Option(True, "--score-validation/--test-only", help="Also score the validation split carved from "
+                                                                            "train, or only the test split designs are ranked by.")
+
 
 def make_schedule(steps, epochs, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, format_,
-                  precision="auto", bucket_window=50, frozen_bottom="eval", fast_dropout=True):
+                  precision="auto", bucket_window=50, frozen_bottom="off", fast_dropout=True,
+                  score_validation=True):
     from peftspace.schedule import Schedule
 
     return Schedule(max_steps=None if epochs else steps, epochs=epochs or 1.0, batch_size=batch_size,
                     learning_rate=learning_rate, max_length=max_length, max_train_examples=max_train_examples,
                     max_eval_examples=max_eval_examples, format=format_, precision=precision, bucket_window=bucket_window,
-                    frozen_bottom=frozen_bottom, fast_dropout=fast_dropout)
+                    frozen_bottom=frozen_bottom, fast_dropout=fast_dropout,
+                    score_validation=score_validation)
 
 
 STORAGE = typer.Option(None, "--storage", help="Optuna storage URL: sqlite:///FILE.db or postgresql://user:pw@host/db.")

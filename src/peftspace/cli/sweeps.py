@@ -13,6 +13,7 @@ from peftspace.cli._common import (
     FROZEN_BOTTOM,
     MODEL,
     PRECISION,
+    SCORE_VALIDATION,
     STORAGE,
     app,
     console,
@@ -48,7 +49,7 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
           max_retry: int = typer.Option(3, help="Re-queues of a design whose worker died."),
           retry_failed: bool = typer.Option(False, "--retry-failed", help="First re-queue designs that diverged or raised."),
           precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
-          fast_dropout: bool = FAST_DROPOUT) -> None:
+          fast_dropout: bool = FAST_DROPOUT, score_validation: bool = SCORE_VALIDATION) -> None:
     """Sample designs from a space, queue them in an Optuna study, train them with local workers (resumable)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -56,7 +57,8 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
 
     quiet_optuna()
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window, frozen_bottom, fast_dropout)
+                             precision, bucket_window, frozen_bottom, fast_dropout,
+                             score_validation)
     columns = (TextColumn("sweep"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         job = bar.add_task("sweep", total=samples, counts="")
@@ -128,7 +130,7 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
              threads: int = typer.Option(None, help="Torch threads per worker (default: CPU count / workers)."),
              confidence: float = typer.Option(0.95, help="Confidence of the verdicts' bootstrap intervals."),
              precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
-          fast_dropout: bool = FAST_DROPOUT) -> None:
+          fast_dropout: bool = FAST_DROPOUT, score_validation: bool = SCORE_VALIDATION) -> None:
     """Run S0 -> S4: per stage, sweep every option's subspace, rank by EDF statistics, keep the winner (resumable)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -137,7 +139,8 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
 
     quiet_optuna()
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window, frozen_bottom, fast_dropout)
+                             precision, bucket_window, frozen_bottom, fast_dropout,
+                             score_validation)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         jobs = {}
