@@ -1,6 +1,7 @@
 """Sweep benchmark (issue 6): the same LoRA designs trained by a plain peft + HF Trainer loop and by ``peftspace sweep``.
 
-    flock /tmp/peftspace-bench.lock .venv/bin/python benchmarks/sweep.py        # 6 designs x 100 steps, 1 worker
+    .venv/bin/python benchmarks/sweep.py --workers 1,2 --schedule score_validation=false   # the README's run
+    .venv/bin/python benchmarks/sweep.py --ablation      # also each speed-up turned off in turn (1 worker)
     .venv/bin/python benchmarks/sweep.py --steps 5 --designs 2 --workers 1,2 --json out.json   # a quick check
     ... --schedule precision=fp32 --schedule bucket_window=0     # our side without bf16 and bucketing
 
@@ -133,7 +134,7 @@ def run_ours(designs: list[Design], args, workers: int, workdir: Path, changes: 
         assert Design.from_dict(attrs["design"]) == designs[index], f"sweep design {index} differs from the baseline's"
         record = attrs["tasks"][TASK]
         rows[index] = {"accuracy": record["metrics"]["test"]["accuracy"],
-                       "validation_accuracy": record["metrics"]["validation"]["accuracy"],
+                       "validation_accuracy": record["metrics"].get("validation", {}).get("accuracy"),
                        "seconds": attrs["wall_time_s"], "precision": record.get("precision", "fp32"), "worker": attrs["worker"]}
     # Outside trials: spawning, imports, backbone and data loads, the store. Workers run in parallel,
     # so it is measured against the busiest worker's trials.
@@ -250,8 +251,10 @@ def main() -> None:
     mean = {k: sum(r[k] for r in baseline["rows"]) / len(designs) for k in ("load_s", "train_s", "eval_s")}
     print(f"peft per trial (mean): model + peft {mean['load_s']:.1f} s, train {mean['train_s']:.1f} s, predict {mean['eval_s']:.1f} s; "
           "outside trials: reading and tokenizing SST-2 once")
-    print("ours per trial: copy of the backbone, train, and scoring GLUE dev (872) and the validation split carved "
-          "from train (1,000), which the peft loop does not score; outside trials: workers' start, backbone, data, store")
+    scored = ("GLUE dev (872) and the validation split carved from train (1,000), which the peft loop does not score"
+              if args.schedule.get("score_validation", True) else "GLUE dev (872), as the peft loop does")
+    print(f"ours per trial: copy of the backbone, train, and scoring {scored}; outside trials: workers' start, backbone, "
+          "data, store")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "args": {k: v for k, v in vars(args).items()}, "space": SPACE.to_dict(),
