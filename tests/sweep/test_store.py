@@ -59,13 +59,13 @@ def test_a_sweep_stored_before_the_speedups_resumes_with_the_flags_it_ran_with(t
 
     study, _ = _study(tmp_path)
     old = Schedule(max_steps=2).to_dict()
-    del old["precision"], old["bucket_window"], old["frozen_bottom"]
+    del old["precision"], old["bucket_window"], old["frozen_bottom"], old["fast_dropout"], old["score_validation"]
     study.set_user_attr(DEFINITION_ATTR, SweepDefinition({"name": "S0"}, "minilm", ("rte",), 4, 0, old).to_dict())
-    as_it_ran = Schedule(max_steps=2, precision="fp32", bucket_window=0, frozen_bottom="off")
+    as_it_ran = Schedule(max_steps=2, precision="fp32", bucket_window=0, frozen_bottom="off", fast_dropout=False)
     assert check_definition(study, SweepDefinition({"name": "S0"}, "minilm", ("rte",), 4, 0, as_it_ran.to_dict()), "x") is False
     today = SweepDefinition({"name": "S0"}, "minilm", ("rte",), 4, 0, Schedule(max_steps=2).to_dict())
     with pytest.raises(SweepError, match='schedule.precision: stored "fp32", given "auto"; schedule.bucket_window: stored 0, given 50; '
-                                         'schedule.frozen_bottom: stored "off", given "eval"'):
+                                         'schedule.fast_dropout: stored false, given true$'):
         check_definition(study, today, "x")
     assert Schedule.from_stored(old) == as_it_ran  # what a worker of the old sweep trains with
 
