@@ -10,25 +10,14 @@ import torch
 import peftspace.formats
 import peftspace.models
 from peftspace.formats import make_format
-from peftspace.tasks import load_task
 from peftspace.trial import Schedule, TrialCache, run_trial, train_trial
 
 TINY = Schedule(max_steps=2, batch_size=4, max_length=32, max_train_examples=16, max_eval_examples=8, log_every=1)
 FROZEN = replace(TINY, learning_rate=0.0)  # nothing moves: the trained model shows its initialization
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two torch threads on this busy 2-core machine are far slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-
-@pytest.fixture(scope="module")
-def sst2(data_dir):
-    return load_task("sst2", data_dir, seed=0)
 
 
 def _outcome(record: dict) -> dict:

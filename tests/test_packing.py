@@ -18,7 +18,6 @@ from transformers import GPT2Config, GPT2ForSequenceClassification
 from peftspace import Design
 from peftspace.formats import make_format
 from peftspace.packing import PackedModel, PackingError, design_copy, run_packed
-from peftspace.tasks import load_task
 from peftspace.trial import Schedule, TrialCache, run_trial
 
 LORA_TOP = Design(name="lora-top", grouping="uniform", num_groups=3, tuned_groups=(2,), strategies=("L", "L", "L"))
@@ -29,17 +28,8 @@ TINY = Schedule(max_steps=4, batch_size=8, max_length=48, max_train_examples=160
                 learning_rate=2e-3, log_every=1, precision="fp32")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-
-@pytest.fixture(scope="module")
-def sst2(data_dir):
-    return load_task("sst2", data_dir, seed=0)
 
 
 class NoDropoutCache(TrialCache):

@@ -15,24 +15,14 @@ import pytest
 import torch
 
 from peftspace.formats import HeadFormat
-from peftspace.tasks import load_task
 from peftspace.trial import Encodings, Schedule, batch_stream, native_bf16, resolve_precision, run_trial
 
 TINY = Schedule(max_steps=6, batch_size=8, max_length=48, max_train_examples=160, max_eval_examples=48,
                 learning_rate=2e-3, log_every=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-
-@pytest.fixture(scope="module")
-def sst2(data_dir):
-    return load_task("sst2", data_dir, seed=0)
 
 
 def _epochs(size, batch_size, window, epochs, seed=0, lengths=None):
