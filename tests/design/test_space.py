@@ -103,8 +103,18 @@ def test_space_sizes_are_counted_by_hand_and_enumeration_matches_them():
     rng = np.random.default_rng(3)
     drawn = {draw(small, 6, rng).to_json() for _ in range(3000)}
     assert drawn == {d.to_json() for d in every}  # draws reach exactly the enumerated designs
-    chosen = sample(small, 66, seed=1, backbone=spec)
-    assert {d.to_json() for d in chosen} == drawn and chosen == sample(small, 66, seed=1, backbone=spec)
+    # what the designs build: per layer, its strategies' sizes (groupings that give the same layers build the same)
+    builds = {}
+    for design in every:
+        layers = tuple((layer.index, tuple(sorted(layer.sizes.items()))) for layer in resolve(design, spec).layers)
+        builds.setdefault(layers, design)
+    assert len(builds) == 33  # e.g. all-L designs build the same model under every grouping
+    chosen = sample(small, 33, seed=1, backbone=spec)
+    assert chosen == sample(small, 33, seed=1, backbone=spec)
+    assert {tuple((layer.index, tuple(sorted(layer.sizes.items()))) for layer in resolve(d, spec).layers)
+            for d in chosen} == set(builds)  # one design per distinct build, every build once
+    with pytest.raises(DesignError, match="found only 33 distinct feasible designs of 66"):
+        sample(small, 66, seed=1, backbone=spec)
 
 
 def test_sample_up_to_takes_every_design_of_a_small_space():

@@ -6,7 +6,9 @@ count, as in S0), allocation, tunable groups (``"any"`` non-empty subset, ``"all
 subsets), and strategy subsets (the same allowed subsets for every group, allowed subsets per
 group, or a fixed assignment per group).
 
-Sampling draws each component uniformly and rejects duplicates and infeasible designs; a space with
+Sampling draws each component uniformly and rejects infeasible designs and designs that build the same
+thing as one already drawn (``peftspace.design.blocks.build_key``: the strategies drawn for a group
+that is not tuned, or groupings with equal sizes on the backbone, make no other design); a space with
 few designs (at most four times as many as asked for) is enumerated instead, so that "up to n
 designs" of a tiny space (a late greedy stage) is exact and quick.
 """
@@ -205,9 +207,9 @@ def sample(space: DesignSpace, n: int, seed: int, backbone: BackboneSpec, max_at
     space.validate()
     if space.num_groups > backbone.num_layers:
         raise DesignError(f"space {space.name!r} has {space.num_groups} groups but the backbone only {backbone.num_layers} layers")
-    rng, designs, seen = np.random.default_rng(seed), [], set()
+    rng, designs, seen, built = np.random.default_rng(seed), [], set(), set()
     if space_size(space, backbone.num_layers) <= 4 * n:
-        feasible = [d for d in enumerate_designs(space, backbone.num_layers) if _feasible(d, backbone)]
+        feasible = _distinct_feasible(enumerate_designs(space, backbone.num_layers), backbone)
         if len(feasible) < n:
             raise DesignError(f"space {space.name!r}: found only {len(feasible)} distinct feasible designs of {n} "
                               f"(the space holds {space_size(space, backbone.num_layers)} designs)")
@@ -223,7 +225,9 @@ def sample(space: DesignSpace, n: int, seed: int, backbone: BackboneSpec, max_at
         if key in seen:
             continue
         seen.add(key)
-        if _feasible(design, backbone):
+        built_key = _built(design, backbone)
+        if built_key is not None and built_key not in built:
+            built.add(built_key)
             designs.append(design)
     return designs
 
@@ -231,16 +235,34 @@ def sample(space: DesignSpace, n: int, seed: int, backbone: BackboneSpec, max_at
 def sample_up_to(space: DesignSpace, n: int, seed: int, backbone: BackboneSpec) -> list[Design]:
     """``sample`` of ``n`` designs, or of every feasible design when the space holds fewer."""
     if space_size(space, backbone.num_layers) <= 4 * n:
-        n = min(n, sum(_feasible(d, backbone) for d in enumerate_designs(space, backbone.num_layers)))
+        n = min(n, len(_distinct_feasible(enumerate_designs(space, backbone.num_layers), backbone)))
     return sample(space, n, seed, backbone)
 
 
-def _feasible(design: Design, backbone: BackboneSpec) -> bool:
+def _built(design: Design, backbone: BackboneSpec) -> str | None:
+    """What the design builds (``blocks.build_key``), or None when it is infeasible."""
+    from peftspace.design.blocks import build_key
+
     try:
-        resolve(design, backbone)
+        return build_key(design, backbone)
     except DesignError:
-        return False
-    return True
+        return None
+
+
+def _distinct_feasible(designs, backbone: BackboneSpec) -> list[Design]:
+    """The feasible designs, the first of each group that builds the same thing (strategies of untuned groups
+    and groupings with the same sizes make no difference)."""
+    found, built = [], set()
+    for design in designs:
+        key = _built(design, backbone)
+        if key is not None and key not in built:
+            built.add(key)
+            found.append(design)
+    return found
+
+
+def _feasible(design: Design, backbone: BackboneSpec) -> bool:
+    return _built(design, backbone) is not None
 
 
 def builtin_spaces(options: StrategyOptions | None = None, budget_fraction: float = 0.005) -> dict[str, DesignSpace]:
