@@ -38,7 +38,16 @@ from peftspace.precision import autocast, resolve_precision
 from peftspace.strategies import prefix as prefix_strategy
 from peftspace.strategies._hooks import PREFIX
 from peftspace.tasks import TaskData
-from peftspace.trial import Schedule, TrainedTrial, TrialCache, _initialize_head, _subsample_indices, score_record, versions
+from peftspace.trial import (
+    Schedule,
+    TrainedTrial,
+    TrialCache,
+    _initialize_head,
+    _subsample_indices,
+    parameter_groups,
+    score_record,
+    versions,
+)
 
 SUPPORTED_FAMILIES = ("bert",)
 SUPPORTED_PROBLEMS = ("single_label_classification", "regression")
@@ -252,8 +261,9 @@ def train_packed(designs: list, backbone: str, task, schedule=None, seeds: list[
     """Train ``designs`` together, each from its own seed (default ``0..n-1``), and score each alone.
 
     Each design gets what ``train_trial`` would give it alone with its seed: the same head and
-    design initialization, task split, training examples and batch order, optimizer, schedule
-    and gradient clipping; only dropout draws from one stream for all (seeded by the first seed).
+    design initialization, task split, training examples and batch order, optimizer (with its
+    per-strategy learning rates), schedule and gradient clipping; only dropout draws from one stream
+    for all (seeded by the first seed). A schedule with ``mid_validation`` is refused.
     Frozen-bottom reuse is not done: every block runs, dropout included, as ``frozen_bottom='off'``
     trains (the record says ``frozen_bottom: None``), whatever the schedule asks.
     A design whose loss becomes NaN/inf fails alone at that step; the others train on. Returns
@@ -261,6 +271,8 @@ def train_packed(designs: list, backbone: str, task, schedule=None, seeds: list[
     number of designs packed), and ``wall_time_s`` is the whole pack's.
     """
     schedule = Schedule() if schedule is None else schedule
+    if schedule.mid_validation:
+        raise PackingError("packed designs are scored only once trained; use a schedule with mid_validation=False")
     designs = [peftspace.api._as_design(d) for d in designs]
     seeds = list(range(len(designs))) if seeds is None else list(seeds)
     if not designs or len(seeds) != len(designs):
@@ -274,7 +286,8 @@ def train_packed(designs: list, backbone: str, task, schedule=None, seeds: list[
             "status": "running", "reason": None, "task": data.spec.name, "benchmark": data.spec.benchmark, "model": backbone,
             "seed": seed, "design": design.to_dict(), "schedule": schedule.to_dict(), "splits": data.sizes,
             "data_source": data.source, "data_notes": list(data.notes), "versions": versions(), "packed_with": len(designs),
-            "frozen_bottom": None}))  # packed, every block runs (with its dropout): frozen_bottom='off' semantics
+            "frozen_bottom": None,  # packed, every block runs (with its dropout): frozen_bottom='off' semantics
+            "mid_validation_score": None, "mid_validation_metrics": None}))
     fmt, pristine = _build(members, backbone, schedule, cache)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seeds[0])  # dropout's one stream
@@ -330,10 +343,8 @@ def _build(members: list[_Member], backbone: str, schedule, cache):
                                  "head": sum(p.numel() for p in head), "backbone": plan.backbone_parameters}
         m.encodings = cache.encodings(backbone, format_name, fmt, m.data)
         m.train = _subsample_indices(len(m.data.train), schedule.max_train_examples, np.random.default_rng(m.seed))
-        m.optimizer = torch.optim.AdamW([
-            {"params": design_params, "lr": schedule.learning_rate},
-            {"params": head, "lr": schedule.head_learning_rate or schedule.learning_rate},
-        ], weight_decay=schedule.weight_decay)
+        m.optimizer = torch.optim.AdamW(parameter_groups(m.model, design_params, head, schedule),
+                                        weight_decay=schedule.weight_decay)
         m.total = schedule.max_steps or max(1, math.ceil(schedule.epochs * math.ceil(len(m.train) / schedule.batch_size)))
         warmup = int(schedule.warmup_ratio * m.total)
         m.scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 
 from peftspace.design import PeftspaceError
 
@@ -12,6 +14,27 @@ FROZEN_BOTTOM_MODES = ("eval", "train", "off")
 # block; reading them so keeps old runs re-scorable as they ran and old sweeps resumable with the
 # flags that reproduce them.
 BEFORE_SPEEDUPS = {"precision": "fp32", "bucket_window": 0, "frozen_bottom": "off", "fast_dropout": False}
+# Schedules stored before per-strategy learning rates and the midpoint score trained every strategy at
+# ``learning_rate`` and scored only at the end.
+BEFORE_CALIBRATION = {"lr_multipliers": {}, "mid_validation": False}
+STRATEGY_LETTERS = ("A", "P", "B", "L")
+
+
+def lr_multiplier_problems(multipliers) -> list[str]:
+    """What is wrong with a ``{strategy letter: multiplier}`` mapping (empty if nothing)."""
+    if not isinstance(multipliers, Mapping):
+        return [f"lr_multipliers={multipliers!r} must be a mapping of strategy letters to multipliers, e.g. {{'P': 10}}"]
+    problems = []
+    for letter, value in multipliers.items():
+        if letter not in STRATEGY_LETTERS:
+            problems.append(f"lr_multipliers has unknown strategy {letter!r}; strategies are {list(STRATEGY_LETTERS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            problems.append(f"lr_multipliers[{letter!r}]={value!r} must be a positive finite number")
+    return problems
+
+
+def _all_ones() -> dict:
+    return dict.fromkeys(STRATEGY_LETTERS, 1.0)
 
 
 @dataclass(frozen=True)
@@ -41,16 +64,22 @@ class Schedule:
     frozen_bottom: str = "off"
     score_validation: bool = True  # False: score the test split only (sweeps rank designs by it)
     fast_dropout: bool = True  # dropout masks drawn four per random number (peftspace.dropout); False: torch's own
+    # Strategy letter -> factor on learning_rate for that strategy's parameters (missing letters: 1); the head keeps
+    # head_learning_rate. Stored with every letter, so equal multipliers give equal schedules.
+    lr_multipliers: dict = field(default_factory=_all_ones)
+    mid_validation: bool = False  # also score the validation split after half the steps (record["mid_validation_score"])
 
     def __post_init__(self):
-        problems = []
+        problems = lr_multiplier_problems(self.lr_multipliers)
+        if not problems:
+            object.__setattr__(self, "lr_multipliers", {**_all_ones(), **{k: float(v) for k, v in self.lr_multipliers.items()}})
         if self.precision not in PRECISIONS:
             problems.append(f"precision={self.precision!r} is not one of {list(PRECISIONS)}")
         if not isinstance(self.bucket_window, int) or self.bucket_window < 0:
             problems.append(f"bucket_window={self.bucket_window!r} must be an integer >= 0 (0 or 1: no bucketing)")
         if self.frozen_bottom not in FROZEN_BOTTOM_MODES:
             problems.append(f"frozen_bottom={self.frozen_bottom!r} is not one of {list(FROZEN_BOTTOM_MODES)}")
-        for flag in ("fast_dropout", "score_validation"):
+        for flag in ("fast_dropout", "score_validation", "mid_validation"):
             if not isinstance(getattr(self, flag), bool):
                 problems.append(f"{flag}={getattr(self, flag)!r} must be true or false")
         if problems:
@@ -68,7 +97,14 @@ class Schedule:
     @classmethod
     def from_stored(cls, data: dict) -> "Schedule":
         """A schedule a record or sweep stored; keys it predates take the values trials ran with before they existed."""
-        return cls.from_dict({**BEFORE_SPEEDUPS, **data})
+        return cls.from_dict({**BEFORE_SPEEDUPS, **BEFORE_CALIBRATION, **data})
+
+    def __hash__(self) -> int:  # the multipliers' dict would make the generated hash fail
+        return hash(tuple((k, tuple(v.items()) if isinstance(v, dict) else v) for k, v in self.to_dict().items()))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def learning_rate_of(self, letter: str) -> float:
+        """The learning rate of strategy ``letter``'s parameters."""
+        return self.learning_rate * self.lr_multipliers[letter]

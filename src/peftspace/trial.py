@@ -1,7 +1,7 @@
 """One trial: train a design on a task with a low-compute schedule, score it, describe it.
 
-The loop is deliberately plain (AdamW, linear warmup then linear decay, gradient clipping) so it
-reads on one screen. Everything random comes from the trial's seed inside a forked RNG state, so
+The loop is deliberately plain (AdamW with one parameter group per strategy, each at its learning
+rate, ``lr_multipliers``; linear warmup then linear decay; gradient clipping) so it reads on one screen. Everything random comes from the trial's seed inside a forked RNG state, so
 a trial never disturbs the caller's global state and the same seed gives the same record on CPU.
 Trials that share a ``TrialCache`` load the backbone and encode each task once, with the same records.
 
@@ -31,7 +31,7 @@ from peftspace.precision import autocast, native_bf16, resolve_precision
 from peftspace.schedule import Schedule
 
 __all__ = ["Encodings", "Schedule", "TrialCache", "TrialFailed", "TrainedTrial", "batch_stream", "evaluate", "native_bf16",
-           "predict", "resolve_precision", "run_trial", "train_trial"]
+           "parameter_groups", "predict", "resolve_precision", "run_trial", "train_trial"]
 
 
 class TrialFailed(PeftspaceError):
@@ -114,10 +114,8 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
     train = _subsample_indices(len(data.train), schedule.max_train_examples, np.random.default_rng(seed))
     steps_per_epoch = math.ceil(len(train) / schedule.batch_size)
     total = schedule.max_steps or max(1, math.ceil(schedule.epochs * steps_per_epoch))
-    optimizer = torch.optim.AdamW([
-        {"params": design_params, "lr": schedule.learning_rate},
-        {"params": list(head.values()), "lr": schedule.head_learning_rate or schedule.learning_rate},
-    ], weight_decay=schedule.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, design_params, list(head.values()), schedule),
+                                  weight_decay=schedule.weight_decay)
     warmup = int(schedule.warmup_ratio * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: (step + 1) / max(1, warmup) if step < warmup else max(0.0, (total - step) / max(1, total - warmup)))
@@ -126,16 +124,33 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
     # dropout; while training only with frozen_bottom="train" (it drops the bottom's dropout), always when scoring.
     frozen = frozen_layers(model, fmt) if schedule.frozen_bottom != "off" else 0
     scope, store = (backbone, frozen, precision, device), cache.bottom_states
+    record["mid_validation_score"] = record["mid_validation_metrics"] = None
+    middle = (lambda: _score_midway(record, model, fmt, data, schedule, seed, encodings)) if schedule.mid_validation else None
     with serve(model, frozen if schedule.frozen_bottom == "train" else 0, store, scope) as trained_bottom:
         record["steps"], record["losses"] = total, _train(model, fmt, data, encodings, train, schedule, seed, total, precision,
                                                           device, optimizer, scheduler, design_params + list(head.values()),
-                                                          progress)
+                                                          progress, middle)
     with serve(model, frozen, store, scope) as scored_bottom:
         score_record(record, model, fmt, data, schedule, seed, encodings)
     served = [b for b in (trained_bottom, scored_bottom) if b is not None]
     record["frozen_bottom"] = {"mode": schedule.frozen_bottom, "layers": frozen, "hits": sum(b.hits for b in served),
                                "misses": sum(b.misses for b in served)} if served else None
     return model, fmt
+
+
+def parameter_groups(model, design_params: list, head_params: list, schedule: Schedule) -> list[dict]:
+    """AdamW's groups: one per strategy (``strategy`` names it) at its ``learning_rate_of``, then the head's.
+
+    ``design_params`` are the design's trainable parameters; they must be exactly the strategy modules'.
+    """
+    from peftspace.strategies import parameters_by_strategy
+
+    by_strategy = parameters_by_strategy(model)
+    grouped = {id(p) for params in by_strategy.values() for p in params}
+    assert grouped == {id(p) for p in design_params}, "the design's trainable parameters differ from its strategy modules'"
+    groups = [{"params": params, "lr": schedule.learning_rate_of(letter), "strategy": letter}
+              for letter, params in by_strategy.items()]
+    return groups + [{"params": head_params, "lr": schedule.head_learning_rate or schedule.learning_rate, "strategy": "head"}]
 
 
 def score_record(record: dict, model, fmt, data, schedule: Schedule, seed: int, encodings: Encodings | None = None) -> None:
@@ -149,9 +164,25 @@ def score_record(record: dict, model, fmt, data, schedule: Schedule, seed: int, 
     record["score"] = main_score(data.spec, record["metrics"]["test"])
 
 
+def _score_midway(record: dict, model, fmt, data, schedule: Schedule, seed: int, encodings: Encodings) -> None:
+    """Score the validation split in the middle of training, leaving the training trajectory as it was.
+
+    Scoring runs in eval mode (no dropout, so no random draws); the forked RNG makes sure of it.
+    """
+    from peftspace.tasks import main_score
+
+    with torch.random.fork_rng(devices=[]):
+        metrics = evaluate(model, fmt, data, "validation", schedule, seed, encodings=encodings)
+    model.train()
+    record["mid_validation_metrics"], record["mid_validation_score"] = metrics, main_score(data.spec, metrics)
+
+
 def _train(model, fmt, data, encodings, train, schedule, seed, total, precision, device, optimizer, scheduler, params,
-           progress) -> list[list]:
-    """``total`` optimizer steps over the ``train`` positions; the logged ``[step, loss]`` pairs."""
+           progress, middle=None) -> list[list]:
+    """``total`` optimizer steps over the ``train`` positions; the logged ``[step, loss]`` pairs.
+
+    ``middle()``, if given, is called once ``max(1, total // 2)`` steps are done.
+    """
     model.train()
     losses, generator = [], torch.Generator().manual_seed(seed)
     batches = batch_stream(len(train), schedule.batch_size, schedule.bucket_window, generator,
@@ -170,6 +201,8 @@ def _train(model, fmt, data, encodings, train, schedule, seed, total, precision,
         optimizer.zero_grad(set_to_none=True)
         if step % schedule.log_every == 0 or step == total - 1:
             losses.append([step, round(loss.item(), 5)])
+        if middle is not None and step + 1 == max(1, total // 2):
+            middle()
         if progress is not None:
             progress(step + 1, total, loss.item())
     return losses
