@@ -270,6 +270,17 @@ def test_greedy_and_pool_find_an_obvious_best_without_noise():
     assert found["trials"] == 80 + found["race_trials"] and found["finalists"][-1] == ("AL", "AP", "APB", "PBL")
 
 
+def test_a_recalled_assignment_predicted_best_leads_the_race():
+    truth = PoolTruth(ALL_SUBSETS, np.full((4, 15), 10.0), np.zeros((4, 4, 15, 15)))
+    for g, subset in enumerate(("AL", "AP", "APB", "PBL")):
+        truth.contributions[g, ALL_SUBSETS.index(subset)] = 0.0
+    quiet = StageModel(context_sd=0.0, interaction_sd=0.0, noise_sd=0.0, noise_df=math.inf, failure_rate=0.0)
+    found = simulate_pool_search(truth, quiet, 80, RacePlan(), np.random.default_rng(1), terms="subsets")
+    assert found["finalists"][0] == found["chosen"] == ("AL", "AP", "APB", "PBL") and len(found["finalists"]) == 3
+    with pytest.raises(ValueError, match="finalists=1 must be an integer >= 2"):
+        simulate_pool_search(truth, quiet, 80, RacePlan(), np.random.default_rng(1), finalists=1)
+
+
 SIMULATION_RUNS = 100
 SIMULATION_FLOOR = 0.70  # benchmarks/pool_sim.py measures about 0.9 on this scenario (1,000 runs)
 

@@ -143,6 +143,8 @@ def simulate_pool_search(truth: PoolTruth, model: StageModel, pool_size: int, pl
         truth's), ``regret`` (their difference), ``predicted`` (the fit's best) and its ``predicted_regret``,
         ``finalists``, ``race_status``, ``pool_trials``, ``race_trials`` and ``trials`` (their sum).
     """
+    if not isinstance(finalists, int) or finalists < 2:
+        raise ValueError(f"finalists={finalists!r} must be an integer >= 2: a race needs two options")
     groups = truth.num_groups
     assignments = balanced_assignments(groups, pool_size, rng, truth.subsets)
     block_of = [i // block_size if block_size else i for i in range(pool_size)]
@@ -154,8 +156,8 @@ def simulate_pool_search(truth: PoolTruth, model: StageModel, pool_size: int, pl
     fit = fit_effects(errors, assignments, groups, blocks, terms=terms, levels=truth.subsets)
     ranked = [a for a, _ in best_assignments(fit, truth.subsets, top=finalists)]
     recalled = tuple(recalled) if recalled is not None else None
-    options = [a for a in ranked if a != recalled][:finalists - 1 if recalled else finalists]
-    options = options + [recalled] if recalled else options
+    options = [a for a in ranked if a != recalled][:finalists - 1] + [recalled] if recalled else ranked
+    options.sort(key=lambda a: ranked.index(a) if a in ranked else len(ranked))  # race order breaks ties: best predicted first
     by_name = {_name(a): a for a in options}
     race_contexts: dict[int, float] = {}
 
