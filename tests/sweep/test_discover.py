@@ -29,7 +29,7 @@ def test_stage_plan_labels_one_stage_per_component_and_one_per_group_for_strateg
 
 def test_a_two_stage_discovery_decides_from_the_store_writes_its_design_and_resumes(tmp_path, data_dir, tiny_flags, run_cli):
     url, out = f"sqlite:///{tmp_path}/discover.db", tmp_path / "out"
-    command = ["discover", "--model", "minilm", "--tasks", "rte,mrpc", "--samples-per-space", "2", "--stages",
+    command = ["discover", "--model", "minilm", "--tasks", "rte,mrpc", "--samples-per-space", "2", "--protocol", "paper", "--stages",
                "grouping,allocation", "--name", "two", "--storage", url, "--out", str(out), "--workers", "1",
                "--data-dir", str(data_dir), *tiny_flags]
     code, printed = run_cli(*command)
@@ -42,7 +42,9 @@ def test_a_two_stage_discovery_decides_from_the_store_writes_its_design_and_resu
     assert sorted(allocation["options"]) == ["decreasing", "increasing", "uniform"]
 
     for index, entry in enumerate(log["stages"]):
-        errors = {option: [row["error"] for row in finished_trials(url, info["study"])] for option, info in entry["options"].items()}
+        # the paper protocol ranks by validation errors (selection never reads the test split)
+        errors = {option: [row["validation_error"] for row in finished_trials(url, info["study"])]
+                  for option, info in entry["options"].items()}
         assert all(len(e) == 2 for e in errors.values())  # every design of every option finished
         for option, info in entry["options"].items():  # each option's sweep holds only designs of that option
             for row in finished_trials(url, info["study"]):
@@ -62,7 +64,7 @@ def test_a_two_stage_discovery_decides_from_the_store_writes_its_design_and_resu
     assert design.grouping == grouping["winner"] and design.allocation == allocation["winner"]
     assert design.to_dict() == log["final_design"]
     winner_rows = finished_trials(url, allocation["options"][allocation["winner"]]["study"])
-    best_of_winner = min(winner_rows, key=lambda row: row["error"])
+    best_of_winner = min(winner_rows, key=lambda row: row["validation_error"])
     assert {k: v for k, v in design.to_dict().items() if k not in ("name", "description")} == \
         {k: v for k, v in best_of_winner["design"].items() if k not in ("name", "description")}
     all_rows = [row for entry in log["stages"] for info in entry["options"].values() for row in finished_trials(url, info["study"])]
@@ -107,7 +109,7 @@ def test_a_discovery_trained_by_workers_elsewhere_waits_for_them_then_goes_on(tm
 
     url = f"sqlite:///{tmp_path}/elsewhere.db"
     arguments = dict(stages=("allocation",), start="S1", name="far", storage=url, out_dir=tmp_path / "out", schedule=tiny,
-                     data_dir=data_dir, workers=0)
+                     data_dir=data_dir, workers=0, protocol="paper")
     log = run_discovery("minilm", "rte", 2, **arguments)  # queues the stage, trains nothing
     assert log["status"] == "waiting" and log["stages"][0]["status"] == "waiting" and log["final_design"] is None
     assert read_discovery(url, "far")["status"] == "waiting" and not (tmp_path / "out").exists()
@@ -128,7 +130,7 @@ def test_the_strategy_stage_decides_group_by_group_and_fixes_each_winner(tmp_pat
     from peftspace.discover import run_discovery
 
     url = f"sqlite:///{tmp_path}/greedy.db"
-    log = run_discovery("minilm", "rte", 2, start="S3", stages=("strategies",), candidates=("L", "B"), name="greedy",
+    log = run_discovery("minilm", "rte", 2, start="S3", stages=("strategies",), candidates=("L", "B"), name="greedy", protocol="paper",
                         storage=url, out_dir=tmp_path / "out", schedule=tiny, data_dir=data_dir, workers=1, threads=1)
     assert [e["stage"] for e in log["stages"]] == ["S1.G1", "S1.G2", "S1.G3", "S1.G4"]
     winners = []

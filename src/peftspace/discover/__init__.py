@@ -1,5 +1,12 @@
 """Stage-wise discovery (S0 -> S1 -> ... -> S4): compare one component's options, keep the best, go on.
 
+Two protocols. ``racing`` (the default): each stage races its distinct options on paired blocks
+(``peftspace.discover.racing``, ``peftspace.analysis.racing``), with the family-wise error rate of
+eliminations controlled, and decides on validation errors; the strategy stage trains one balanced
+pool, fits per-group method effects and races the best predicted assignments
+(``peftspace.discover.pool``). ``paper``: the paper's fixed-N protocol described below, kept for
+fidelity.
+
 Each stage takes the space the previous stage left and one component of it: grouping (the five
 patterns), allocation (three rules), tuned groups (all, or any subset), then strategies, greedily
 group by group (for group 1, one subspace per candidate subset with the later groups left free; its
@@ -17,6 +24,7 @@ recomputed from them with the same seeded bootstrap, so the same decisions come 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +35,16 @@ from peftspace.sweep.store import Heartbeat, SweepError, differing, open_storage
 COMPONENTS = ("grouping", "allocation", "tuned", "strategies")
 TITLES = {"grouping": "layer grouping", "allocation": "parameter allocation", "tuned": "tunable groups"}
 DISCOVERY_ATTR = "peftspace_discovery"
+DEFINITION_KEYS = ("model", "tasks", "samples_per_space", "seed", "schedule", "start", "components", "candidates", "confidence",
+                   "protocol", "plan", "replicates", "pool_size", "max_trials")
 
 
 def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpace | str = "S0",
                   stages=COMPONENTS, candidates=ALL_SUBSETS, name: str | None = None, storage: str | None = None,
                   out_dir=None, seed: int = 0, schedule=None, data_dir=None, workers: int = 1, threads: int | None = None,
-                  confidence: float = 0.95, heartbeat: Heartbeat = Heartbeat(), progress=None) -> dict:
+                  confidence: float = 0.95, heartbeat: Heartbeat = Heartbeat(), progress=None, protocol: str = "racing",
+                  plan=None, replicates: int = 1, pool_size: int = 100, max_trials: int | None = None,
+                  wait: bool = False) -> dict:
     """Run (or resume) a discovery and return its decision log.
 
     Args:
@@ -48,7 +60,15 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
         seed, schedule, data_dir, workers, threads, heartbeat: as for ``run_sweep``; every sweep of the
             discovery uses the same seed, so every design sees the same data splits.
         confidence: of the verdicts' bootstrap intervals.
-        progress: called with ``(stage label, summed design counts)`` about once a second.
+        progress: called with ``(stage label, summed design counts)`` about once a second (racing: and the race's state).
+        protocol: ``"racing"`` (paired blocks, error-controlled eliminations, validation errors) or ``"paper"``
+            (``samples_per_space`` unpaired designs per option, ranked by mean validation error).
+        plan: the races' ``RacePlan`` (alpha, delta, max_blocks, looks); default ``RacePlan()``.
+        replicates: seeds per design in a race (its error is their mean).
+        pool_size: designs in the strategy stage's pool (racing).
+        max_trials: a cap on the trials of the whole discovery (racing): each stage's races get at most an
+            equal share of what is left, as blocks of their options.
+        wait: with ``workers=0``, wait for workers elsewhere instead of returning ``"waiting"``.
 
     A stage whose designs are still waiting or running after the local workers stop (``workers=0``,
     or workers elsewhere still busy) ends the call with the log's ``status`` ``"waiting"``: start
@@ -65,7 +85,22 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
     from peftspace.sweep.sweep import check_data_dir, design_totals, resolve_space, run_local_workers, task_names
     from peftspace.schedule import Schedule
 
+    from peftspace.analysis.racing import RacePlan
+
     space, tasks, schedule = resolve_space(start), task_names(tasks), schedule or Schedule()
+    if protocol not in PROTOCOLS:
+        raise SweepError(f"protocol={protocol!r} must be one of {list(PROTOCOLS)}")
+    try:
+        plan = plan if isinstance(plan, RacePlan) else RacePlan(**(plan or {}))
+    except (TypeError, ValueError) as error:
+        raise SweepError(f"{error}") from None
+    for key, value, least in (("replicates", replicates, 1), ("pool_size", pool_size, 8)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise SweepError(f"{key}={value!r} must be an integer >= {least}")
+    if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 1):
+        raise SweepError(f"max_trials={max_trials!r} must be a positive integer")
+    if protocol == "racing" and not schedule.score_validation:
+        raise SweepError("the racing protocol decides on the validation split: drop --test-only (score_validation=False)")
     stages = tuple(stages.split(",") if isinstance(stages, str) else stages)
     unknown = [s for s in stages if s not in COMPONENTS]
     if unknown or not stages or len(set(stages)) != len(stages):
@@ -80,14 +115,51 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
     definition = {"model": model, "tasks": tasks, "samples_per_space": samples_per_space, "seed": seed,
                   "schedule": schedule.to_dict(), "start": space.to_dict(), "components": list(stages),
                   "candidates": list(candidates), "confidence": confidence}
+    if protocol == "racing":  # stored only for racing, so paper discoveries stored before it resume
+        definition.update(protocol=protocol, plan=plan.to_dict(), replicates=replicates, pool_size=pool_size,
+                          max_trials=max_trials)
     log_study = _discovery_study(url, name, definition)
     log = {"name": name, **definition, "stages": [], "final_space": None, "final_design": None, "best": None, "status": "running"}
+
+    if protocol == "racing":
+        from peftspace.discover.pool import pool_stage
+        from peftspace.discover.racing import race_stage
+
+        ctx = _Context(model, tasks, url, name, seed, schedule, data_dir, workers, threads, heartbeat, backbone, replicates,
+                       wait, progress)
+        for index, component in enumerate(stages):
+            label = f"S{index + 1}"
+            entry = {"stage": label, "component": component, "title": TITLES.get(component, "strategy assignment"),
+                     "options": {}, "winner": None, "verdict": None, "space": None, "status": "running"}
+            log["stages"].append(entry)
+            _save(log_study, log)
+            stage_plan = _budgeted(plan, max_trials, log, len(stages) - index, ctx.replicates)
+            if component == "strategies":
+                state, space = pool_stage(ctx, entry, space, label, index, stage_plan, pool_size, tuple(candidates))
+            else:
+                options = component_subspaces(space, component)
+                entry["options"] = {o: {"space": sub.to_dict()} for o, sub in options.items()}
+                state = race_stage(ctx, entry, space, component, list(options), label, index, stage_plan)
+                if state == "done":
+                    space = options[entry["winner"]].restrict(label)
+            if state == "waiting":
+                entry["status"] = log["status"] = "waiting"
+                _save(log_study, log)
+                return log
+            entry["space"], entry["status"] = space.to_dict(), "done"
+            _save(log_study, log)
+        log["final_space"] = space.to_dict()
+        log["final_design"], log["final_rule"], log["best"] = _raced_final_design(url, log, space, backbone)
+        log["status"] = "done"
+        _save(log_study, log)
+        _write_outputs(out, log)
+        return log
 
     for index, (label, component, group) in enumerate(_stage_plan(stages, space.num_groups)):
         options = component_subspaces(space, component, group=group, candidates=tuple(candidates))
         entry = {"stage": label, "component": component if group is None else f"strategies[{group}]",
                  "title": TITLES.get(component) or f"strategies of group {group + 1}", "options": {}, "ranking": None,
-                 "winner": None, "verdict": None, "space": None, "status": "running"}
+                 "winner": None, "verdict": None, "space": None, "status": "running", "protocol": "paper"}
         log["stages"].append(entry)
         studies = []
         for option, subspace in options.items():
@@ -103,11 +175,8 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
             entry["status"] = log["status"] = "waiting"
             _save(log_study, log)
             return log
-        errors = {}
-        for option, info in entry["options"].items():
-            rows = finished_trials(url, info["study"]) if info["study"] else []
-            info["finished"] = len(rows)
-            errors[option] = [row["error"] for row in rows]
+        errors, split = _option_errors(url, entry["options"], schedule.score_validation)
+        entry["decided_on"] = split
         entry.update(_decide(errors, confidence, np.random.default_rng([seed, index]), rank_options))
         if entry["winner"] is None:
             _save(log_study, log)
@@ -124,6 +193,113 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
     _save(log_study, log)
     _write_outputs(out, log)
     return log
+
+
+PROTOCOLS = ("racing", "paper")
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every stage of one discovery shares."""
+
+    model: str
+    tasks: list
+    url: str
+    name: str
+    seed: int
+    schedule: object
+    data_dir: object
+    workers: int
+    threads: int | None
+    heartbeat: Heartbeat
+    backbone: object
+    replicates: int
+    wait: bool
+    progress: object
+
+    def show(self, label: str, counts: dict, state=None) -> None:
+        if self.progress is not None:
+            self.progress(label, counts, state) if _takes_state(self.progress) else self.progress(label, counts)
+
+
+def _takes_state(progress) -> bool:
+    import inspect
+
+    try:
+        return len(inspect.signature(progress).parameters) >= 3
+    except (TypeError, ValueError):
+        return False
+
+
+def _budgeted(plan, max_trials, log, stages_left: int, replicates: int):
+    """The plan of the next stage under ``max_trials``: at most an equal share of the trials left, as blocks.
+
+    A stage's share is divided by its options when it races (5 groupings, 3 allocations, 2 tuned
+    choices; the pool stage's final race takes 3 assignments), so ``max_blocks`` is that many blocks.
+    """
+    from dataclasses import replace
+
+    if max_trials is None:
+        return plan
+    used = sum((e.get("trials") or {}).get("used", 0) for e in log["stages"])
+    share = max(0, max_trials - used) // max(1, stages_left)
+    options = {"grouping": 5, "allocation": 3, "tuned": 2}.get(log["stages"][-1]["component"], 3)
+    blocks = max(2, min(plan.max_blocks, share // (options * replicates)))
+    return replace(plan, max_blocks=blocks, first_look=min(plan.first_look, blocks))
+
+
+def _option_errors(url: str, options: dict, validation: bool) -> tuple[dict[str, list[float]], str]:
+    """The paper protocol's errors per option: validation errors (test ones only under --test-only), failed
+    designs counted at the worst error of the stage."""
+    from peftspace.sweep.status import design_outcomes
+
+    key = "validation_error" if validation else "error"
+    found, failed = {}, {}
+    for option, info in options.items():
+        rows = design_outcomes(url, info["study"]) if info["study"] else []
+        info["finished"] = sum(r["state"] == "complete" for r in rows)
+        info["failed"] = sum(r["state"] == "failed" for r in rows)
+        found[option] = [r[key] for r in rows if r["state"] == "complete" and r.get(key) is not None]
+        failed[option] = info["failed"]
+    values = [v for errors in found.values() for v in errors]
+    worst = max(values) if values else 100.0
+    return {o: errors + [worst] * failed[o] for o, errors in found.items()}, ("validation" if validation else "test")
+
+
+def _raced_final_design(url: str, log: dict, space, backbone):
+    """The discovered design and the best trained design, both chosen by validation error; their test errors reported."""
+    from peftspace.design import Design
+    from peftspace.design.space import sample_up_to
+    from peftspace.sweep.status import design_outcomes
+
+    rows = []
+    for entry in log["stages"]:
+        for study in dict.fromkeys([entry.get("study"), *(entry.get("studies") or [])]):
+            if study:
+                rows += [{"study": study, **r} for r in design_outcomes(url, study)
+                         if r["state"] == "complete" and r.get("validation_error") is not None]
+    best = min(rows, key=lambda r: (r["validation_error"], r["study"], r["design_index"])) if rows else None
+    if best is not None:
+        best = {k: best.get(k) for k in ("study", "trial", "design_index", "validation_error", "error", "design", "scores",
+                                         "validation_scores", "trainable")}
+    if space_size(space, backbone.num_layers) == 1:
+        [design] = sample_up_to(space, 1, log["seed"], backbone)
+        rule = "the final space holds exactly one design"
+    else:
+        last = log["stages"][-1]
+        mine = [r for r in rows if r["study"] == last.get("study") and last["winner"] in (r.get("options") or ())]
+        if not mine:
+            return None, "no design of the last stage's winner finished", best
+        chosen = min(mine, key=lambda r: (r["validation_error"], r["design_index"]))
+        design = Design.from_dict(chosen["design"])
+        rule = "the lowest validation error among the last stage's winner's designs (the final space holds several)"
+        log["final_errors"] = {"validation": chosen["validation_error"], "test": chosen["error"], "study": chosen["study"],
+                               "trial": chosen["trial"]}  # the test error is reported, never chosen by
+    tasks = ", ".join(log["tasks"])
+    design = Design.from_dict({**design.to_dict(), "name": log["name"],
+                               "description": f"Discovered by peftspace discover (racing) on {log['model']} ({tasks}); "
+                                              f"stages {' -> '.join(e['stage'] for e in log['stages'])}; {rule}."})
+    return design.to_dict(), rule, best
 
 
 def _stage_plan(stages, num_groups: int) -> list[tuple[str, str, int | None]]:
@@ -172,8 +348,14 @@ def _best(url: str, studies: list[str]) -> dict | None:
     rows = [{"study": study, **row} for study in studies for row in finished_trials(url, study)]
     if not rows:
         return None
-    best = min(rows, key=lambda row: (row["error"], row["study"], row["design_index"]))
-    return {k: best[k] for k in ("study", "trial", "design_index", "error", "design", "scores", "trainable")}
+    best = min(rows, key=lambda row: (_selection_error(row), row["study"], row["design_index"]))
+    return {k: best.get(k) for k in ("study", "trial", "design_index", "validation_error", "error", "design", "scores",
+                                     "trainable")}
+
+
+def _selection_error(row: dict) -> float:
+    """What designs are chosen by: the validation error (the test error only for sweeps run --test-only)."""
+    return row["validation_error"] if row.get("validation_error") is not None else row["error"]
 
 
 def _final_design(url: str, log: dict, space: DesignSpace, backbone) -> tuple[dict | None, str]:
@@ -188,8 +370,8 @@ def _final_design(url: str, log: dict, space: DesignSpace, backbone) -> tuple[di
     else:
         last = log["stages"][-1]
         rows = finished_trials(url, last["options"][last["winner"]]["study"])
-        design = Design.from_dict(min(rows, key=lambda row: row["error"])["design"])
-        rule = "the best-error design trained in the last stage's winning subspace (the final space holds several)"
+        design = Design.from_dict(min(rows, key=_selection_error)["design"])
+        rule = "the best validation-error design trained in the last stage's winning subspace (the final space holds several)"
     tasks = ", ".join(log["tasks"])
     design = Design.from_dict({**design.to_dict(), "name": log["name"],
                                "description": f"Discovered by peftspace discover on {log['model']} ({tasks}); "
@@ -207,8 +389,10 @@ def _discovery_study(url: str, name: str, definition: dict):
         if study.get_trials(deepcopy=False) or study.user_attrs:
             raise SweepError(f"study {name!r} in {redact(url)} exists and is not a peftspace discovery; choose another name")
         return study
-    stored = {**stored, "schedule": stored_schedule(stored.get("schedule", {}))}
     given = json.loads(json.dumps(definition))
+    # the stored log holds the definition and the results; only the definition's keys are compared
+    stored = {k: v for k, v in stored.items() if k in given or k in DEFINITION_KEYS}
+    stored["schedule"] = stored_schedule(stored.get("schedule", {}))
     differences = differing(stored, given)
     if differences:
         raise SweepError(f"discovery {name!r} in {redact(url)} was run with other settings, so it cannot be resumed with these "

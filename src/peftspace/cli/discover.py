@@ -1,0 +1,128 @@
+"""The discover command: S0 -> S4, raced on paired blocks (or the paper's fixed-N protocol), resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from peftspace.cli._common import (BUCKET_WINDOW, DATA_DIR, FAST_DROPOUT, FROZEN_BOTTOM, MODEL, PRECISION, SCORE_VALIDATION,
+                                   STORAGE, app, console, make_schedule, quiet_optuna)
+
+
+@app.command()
+def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help="Comma-separated task names."),
+             protocol: str = typer.Option("racing", "--protocol", help="racing (paired blocks, error-controlled "
+                                                                      "eliminations) | paper (fixed N per option, unpaired)."),
+             samples_per_space: int = typer.Option(100, "--samples-per-space", help="paper: designs trained per option."),
+             start: str = typer.Option("S0", "--start", help="The space the first stage narrows: S0..S4 or a space file."),
+             stages: str = typer.Option("grouping,allocation,tuned,strategies", help="Components to decide, in order."),
+             candidates: str = typer.Option(None, help="Strategy subsets compared per group (default all 15), e.g. L,A,AL,PBL."),
+             alpha: float = typer.Option(0.05, help="racing: family-wise error of eliminations over all pairs and looks."),
+             delta: float = typer.Option(1.0, help="racing: indifference zone in error points (closer options tie)."),
+             max_blocks: int = typer.Option(20, "--max-blocks", help="racing: the most blocks a race draws."),
+             first_look: int = typer.Option(5, "--first-look", help="racing: blocks before the first look."),
+             look_every: int = typer.Option(5, "--look-every", help="racing: blocks between looks."),
+             replicates: int = typer.Option(1, help="racing: seeds per design (its error is their mean)."),
+             pool_size: int = typer.Option(100, "--pool-size", help="racing: designs in the strategy stage's pool."),
+             max_trials: int = typer.Option(None, "--max-trials", help="racing: a cap on the discovery's trials."),
+             wait: bool = typer.Option(True, "--wait/--no-wait", help="With --workers 0: wait for workers elsewhere "
+                                                                    "and make each look as their blocks finish."),
+             name: str = typer.Option(None, "--name", help="Discovery name (default discover-MODEL-TASKS)."),
+             storage: str = STORAGE, out: Path = typer.Option(None, "--out", help="Where decisions.json and the design go."),
+             workers: int = typer.Option(1, help="Local worker processes (0: workers started elsewhere)."), seed: int = 0,
+             data_dir: Path = DATA_DIR, steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3,
+             max_length: int = 128, max_train_examples: int = None, max_eval_examples: int = None,
+             threads: int = typer.Option(None, help="Torch threads per worker (default: CPU count / workers)."),
+             confidence: float = typer.Option(0.95, help="paper: confidence of the verdicts' bootstrap intervals."),
+             precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
+             fast_dropout: bool = FAST_DROPOUT, score_validation: bool = SCORE_VALIDATION) -> None:
+    """Run S0 -> S4: per stage, race the options on paired blocks (or sweep each option's subspace), keep the winner."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from peftspace.design.space import ALL_SUBSETS
+    from peftspace.discover import run_discovery
+
+    quiet_optuna()
+    schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
+                             precision, bucket_window, frozen_bottom, fast_dropout, score_validation)
+    plan = {"alpha": alpha, "delta": delta, "max_blocks": max_blocks, "first_look": first_look, "look_every": look_every}
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        jobs = {}
+
+        def show(stage, counts, state=None):
+            if stage not in jobs:
+                jobs[stage] = bar.add_task(f"stage {stage}", total=counts["total"], counts="")
+            text = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "failed", "running", "waiting"))
+            if state is not None:
+                text += f" | alive {', '.join(state.survivors)}" + (f"; {_intervals(state)}" if state.looks else "")
+            bar.update(jobs[stage], completed=counts["complete"] + counts["failed"], total=counts["total"], counts=text)
+
+        log = run_discovery(model, tasks, samples_per_space, start=start, stages=stages.split(","),
+                            candidates=tuple(candidates.split(",")) if candidates else ALL_SUBSETS, name=name, storage=storage,
+                            out_dir=out, seed=seed, schedule=schedule, data_dir=data_dir, workers=workers, threads=threads,
+                            confidence=confidence, progress=show, protocol=protocol, plan=plan, replicates=replicates,
+                            pool_size=pool_size, max_trials=max_trials, wait=wait)
+    print_decisions(log)
+
+
+def _intervals(state) -> str:
+    look = state.looks[-1]
+    alive = set(state.survivors)
+    return " ".join(f"{p.a}-{p.b} [{p.interval[0]:+.2f},{p.interval[1]:+.2f}]" for p in look.pairs if {p.a, p.b} <= alive)
+
+
+def print_decisions(log: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"discovery {log['name']}: {log['model']} on {', '.join(log['tasks'])} "
+                        f"({log.get('protocol', 'paper')} protocol)")
+    for column in ("stage", "component", "options", "winner", "verdict", "trials"):
+        table.add_column(column)
+    for entry in log["stages"]:
+        if entry.get("protocol") == "racing":
+            options, verdict = _race_cells(entry)
+        elif entry.get("ranking"):
+            ranking = entry["ranking"]
+            options = ", ".join(f"{o['name']} {o['mean']:.2f} ({o['n']})" for o in ranking["options"])
+            difference = ranking["difference"]
+            verdict = f"{entry['verdict']} (runner-up - best: [{difference['low']:.2f}, {difference['high']:.2f}])"
+        else:
+            options, verdict = ", ".join(entry["options"]), entry["verdict"] or ""
+        used = (entry.get("trials") or {}).get("used", "")
+        table.add_row(entry["stage"], entry["title"], options, str(entry["winner"]), verdict, str(used))
+    console.print(table)
+    for entry in log["stages"]:
+        fidelity = entry.get("fidelity")
+        if fidelity and fidelity.get("warning"):
+            console.print(f"[yellow]warning[/yellow]: stage {entry['stage']}: mid-training and final validation errors "
+                          f"correlate at Spearman {fidelity['spearman_mid_final']:.2f} < 0.8: decisions may depend on the schedule")
+    best = log.get("best")
+    if best:
+        error = best.get("validation_error", best.get("error"))
+        console.print(f"best design trained: validation error {error:.2f}, test error {best['error']:.2f} "
+                      f"({best['study']}, trial {best['trial']})")
+    if log.get("final_design"):
+        design = log["final_design"]
+        console.print(f"discovered design ({log['final_rule']}): {design['strategies']}, grouping {design['grouping']}, "
+                      f"allocation {design['allocation']}, tuned {design.get('tuned_groups') or 'all'}")
+
+
+def _race_cells(entry: dict) -> tuple[str, str]:
+    race = entry.get("race") or {}
+    means = race.get("means") or {}
+    aliases = entry.get("aliases") or {}
+    names = []
+    for option in entry.get("raced") or entry.get("options") or ():
+        alias = [a for a, r in aliases.items() if r == option]
+        mean = f" {means[option]:.2f}" if option in means else ""
+        names.append(option + (f" (= {', '.join(alias)})" if alias else "") + mean)
+    out = [f"{o} (out at look {look['number']}, by {by})" for look in race.get("looks") or () for o, by in look["eliminated"].items()]
+    verdict = f"{entry.get('verdict')}: {entry.get('why') or ''}"
+    if race.get("looks"):
+        last = race["looks"][-1]
+        alive = set(race.get("survivors") or ())
+        verdict += "; " + " ".join(f"{p['a']}-{p['b']} [{p['interval'][0]:+.2f}, {p['interval'][1]:+.2f}]"
+                                   for p in last["pairs"] if {p["a"], p["b"]} <= alive)
+    return ", ".join(names + out), verdict

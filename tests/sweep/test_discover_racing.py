@@ -1,0 +1,101 @@
+"""A racing discovery on real data (MiniLM, RTE + MRPC, a tiny schedule): paired blocks, aliases, validation-only decisions."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import optuna
+import pytest
+
+from peftspace.analysis.racing import RacePlan, replay
+from peftspace.design import Design
+from peftspace.discover import read_discovery
+from peftspace.sweep import SweepError
+from peftspace.sweep.status import design_outcomes
+from peftspace.sweep.store import open_storage
+
+PLAN = {"max_blocks": 4, "first_look": 2, "look_every": 2}
+
+
+def _trial_count(url) -> int:
+    store = open_storage(url)
+    return sum(len(optuna.load_study(study_name=n, storage=store).get_trials()) for n in optuna.get_all_study_names(store))
+
+
+def _matrix(outcomes, options, key):
+    """blocks x options of the mean ``key`` over each cell's replicates, computed from the store's rows alone."""
+    found = np.full((PLAN["max_blocks"], len(options)), np.nan)
+    for row in outcomes:
+        if row["state"] == "complete":
+            for option in row["options"]:
+                found[row["block"], options.index(option)] = row[key]
+    return found
+
+
+def test_a_racing_discovery_merges_aliases_decides_on_validation_and_resumes(tmp_path, data_dir, tiny_flags, run_cli):
+    url, out = f"sqlite:///{tmp_path}/race.db", tmp_path / "out"
+    command = ["discover", "--model", "minilm", "--tasks", "rte,mrpc", "--stages", "grouping,allocation", "--name", "race",
+               "--storage", url, "--out", str(out), "--workers", "1", "--data-dir", str(data_dir), "--max-blocks", "4",
+               "--first-look", "2", "--look-every", "2", *tiny_flags]
+    code, printed = run_cli(*command)
+    assert code == 0, printed
+    log = read_discovery(url, "race")
+    assert log["status"] == "done" and log["protocol"] == "racing"
+    grouping, allocation = log["stages"]
+    # on 6 layers uniform and decreasing both give groups [2, 2, 1, 1]: one option, raced once
+    assert grouping["aliases"] == {"decreasing": "uniform"}
+    assert grouping["raced"] == ["uniform", "increasing", "spindle", "bottleneck"]
+    assert "uniform (= decreasing)" in " ".join(printed.split())
+
+    for entry in (grouping, allocation):
+        outcomes = design_outcomes(url, entry["study"])
+        options = entry["raced"]
+        for row in outcomes:  # every design of a block differs from the block's others only in the compared component
+            key = "grouping" if entry["component"] == "grouping" else "allocation"
+            assert all(row["design"][key] == o or entry["aliases"].get(o) for o in row["options"][:1])
+        # the race is the replay of the validation errors in the store (never the test errors)
+        validation = _matrix(outcomes, options, "validation_error")
+        failed = np.zeros_like(validation, dtype=bool)
+        for row in outcomes:
+            if row["state"] == "failed":
+                for option in row["options"]:
+                    failed[row["block"], options.index(option)] = True
+        expected = replay(validation, options, RacePlan(**PLAN), failed)
+        assert entry["race"] == json.loads(json.dumps(expected.to_dict()))
+        assert entry["winner"] == expected.winner and entry["verdict"] == expected.status
+        assert entry["trials"]["used"] == sum(r["state"] in ("complete", "failed") for r in outcomes)
+    assert allocation["space"]["groupings"] == [grouping["winner"]]
+    design = Design.load(out / "race.yaml")
+    assert design.grouping == grouping["winner"] and design.allocation == allocation["winner"]
+
+    # selection never reads the test split: scramble every stored test error, resume, get the same decisions
+    trials = _trial_count(url)
+    with sqlite3.connect(tmp_path / "race.db") as db:
+        db.execute("UPDATE trial_values SET value = 100 - value * 0.37")
+    code, again = run_cli(*command)
+    assert code == 0, again
+    resumed = read_discovery(url, "race")
+    assert _trial_count(url) == trials  # nothing re-ran
+    for before, after in zip(log["stages"], resumed["stages"]):
+        assert before["race"] == after["race"] and before["winner"] == after["winner"]
+    assert resumed["final_design"] == log["final_design"]
+    assert resumed["final_errors"]["validation"] == log["final_errors"]["validation"]
+    assert resumed["final_errors"]["test"] != log["final_errors"]["test"]  # reported from the (scrambled) store
+
+
+def test_racing_refuses_test_only_and_bad_plans(tmp_path, data_dir, tiny):
+    from dataclasses import replace
+
+    from peftspace.discover import run_discovery
+
+    store = f"sqlite:///{tmp_path}/x.db"
+    with pytest.raises(SweepError, match="validation split"):
+        run_discovery("minilm", "rte", 2, storage=store, schedule=replace(tiny, score_validation=False))
+    with pytest.raises(SweepError, match="alpha"):
+        run_discovery("minilm", "rte", 2, storage=store, plan={"alpha": 2})
+    with pytest.raises(SweepError, match="protocol"):
+        run_discovery("minilm", "rte", 2, storage=store, protocol="fast")
+    with pytest.raises(SweepError, match="replicates"):
+        run_discovery("minilm", "rte", 2, storage=store, replicates=0)
