@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from peftspace.design import Design
+from peftspace.design import Design, PeftspaceError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Parameter-efficient fine-tuning design spaces.")
 console = Console(width=None if sys.stdout.isatty() else 110)  # pipes and CI logs: no wrapping
@@ -45,16 +45,75 @@ SCORE_VALIDATION = typer.Option(True, "--score-validation/--test-only", help="Al
                                                                             "train, or only the test split designs are ranked by.")
 
 
+LR_MULTIPLIERS = typer.Option(None, "--lr-multipliers", help="Per-strategy factors on --learning-rate, e.g. A=1,P=10,B=3,L=1 "
+                                                                "(missing letters: 1), or a calibration.json (or its directory) "
+                                                                "from `peftspace calibrate`: its chosen rates.")
+MID_VALIDATION = typer.Option(False, "--mid-validation/--no-mid-validation", help="Also score the validation split after half "
+                                                                                 "the steps (mid_validation_score).")
+
+
+def parse_lr_multipliers(value: str | None, learning_rate: float) -> dict | None:
+    """``--lr-multipliers``: ``A=1,P=10`` as given, or a calibration's chosen rates over ``learning_rate``.
+
+    From a calibration (``calibration.json`` or a directory holding one), each strategy's multiplier is
+    its chosen rate divided by this command's ``learning_rate``, so the strategy trains at the chosen
+    rate whatever the base; strategies it chose no rate for keep 1. Raises one PeftspaceError naming
+    every bad entry.
+    """
+    import json
+    from pathlib import Path
+
+    from peftspace.schedule import STRATEGY_LETTERS
+
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        path = path / "calibration.json"
+    if path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise PeftspaceError(f"--lr-multipliers: no calibration file {str(path)!r} (give A=1,P=10,... or the "
+                                 f"calibration.json that `peftspace calibrate` wrote)")
+        try:
+            chosen = json.loads(path.read_text())["chosen"]
+            return {letter: float(f"{rate / learning_rate:.12g}") for letter, rate in chosen.items() if rate is not None}
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise PeftspaceError(f"--lr-multipliers: {str(path)!r} is not a calibration.json written by `peftspace calibrate` "
+                                 f"(it needs 'chosen': a rate per strategy)") from None
+    found, problems = {}, []
+    for item in value.split(","):
+        letter, equals, number = (part.strip() for part in item.partition("="))
+        if not equals:
+            problems.append(f"{item.strip()!r} is not LETTER=FACTOR")
+            continue
+        if letter not in STRATEGY_LETTERS:
+            problems.append(f"unknown strategy {letter!r} in {item.strip()!r}; strategies are {', '.join(STRATEGY_LETTERS)}")
+        elif letter in found:
+            problems.append(f"{letter} is given twice")
+        try:
+            factor = float(number)
+        except ValueError:
+            problems.append(f"{number!r} in {item.strip()!r} is not a number")
+            continue
+        if not factor > 0 or factor == float("inf"):
+            problems.append(f"{item.strip()!r}: the factor must be a positive number")
+        found[letter] = factor
+    if problems:
+        raise PeftspaceError(f"--lr-multipliers {value!r}: " + "; ".join(problems)
+                             + " (e.g. A=1,P=10,B=3,L=1, or a calibration.json)")
+    return found
+
+
 def make_schedule(steps, epochs, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, format_,
                   precision="auto", bucket_window=50, frozen_bottom="off", fast_dropout=True,
-                  score_validation=True):
+                  score_validation=True, *, lr_multipliers=None, mid_validation=False):
     from peftspace.schedule import Schedule
 
     return Schedule(max_steps=None if epochs else steps, epochs=epochs or 1.0, batch_size=batch_size,
                     learning_rate=learning_rate, max_length=max_length, max_train_examples=max_train_examples,
                     max_eval_examples=max_eval_examples, format=format_, precision=precision, bucket_window=bucket_window,
                     frozen_bottom=frozen_bottom, fast_dropout=fast_dropout,
-                    score_validation=score_validation)
+                    score_validation=score_validation, lr_multipliers=lr_multipliers or {}, mid_validation=mid_validation)
 
 
 STORAGE = typer.Option(None, "--storage", help="Optuna storage URL: sqlite:///FILE.db or postgresql://user:pw@host/db.")

@@ -13,11 +13,14 @@ from peftspace.cli._common import (
     DATA_DIR,
     FAST_DROPOUT,
     FROZEN_BOTTOM,
+    LR_MULTIPLIERS,
+    MID_VALIDATION,
     MODEL,
     PRECISION,
     app,
     console,
     make_schedule,
+    parse_lr_multipliers,
     resolve_design,
 )
 from peftspace.design.errors import PeftspaceError
@@ -48,6 +51,9 @@ def _print_metrics(record: dict) -> None:
         table.add_column(column)
     for split, metrics in record.get("metrics", {}).items():
         table.add_row(split, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+    if record.get("mid_validation_metrics"):
+        table.add_row(f"validation at step {record['steps'] // 2 or 1}",
+                      ", ".join(f"{k} {v:.2f}" for k, v in record["mid_validation_metrics"].items()))
     console.print(table)
     if "trainable" in record:
         t = record["trainable"]
@@ -67,7 +73,7 @@ def train(model: str = MODEL, design: str = typer.Option("lora", "--design", "-d
           label_column: str = typer.Option(None, help="Own data: the label column."),
           kind: str = typer.Option("classification", help="Own data: classification or regression."),
           precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
-          fast_dropout: bool = FAST_DROPOUT) -> None:
+          fast_dropout: bool = FAST_DROPOUT, lr_multipliers: str = LR_MULTIPLIERS, mid_validation: bool = MID_VALIDATION) -> None:
     """Train a design on a task, then save the design, its head and a metrics JSON."""
     from transformers.utils import logging as hf_logging
 
@@ -75,9 +81,11 @@ def train(model: str = MODEL, design: str = typer.Option("lora", "--design", "-d
     from peftspace.trial import train_trial
 
     hf_logging.disable_progress_bar()
+    multipliers = parse_lr_multipliers(lr_multipliers, learning_rate)
     data, source = _task(task, data_dir, seed, text_columns, label_column, kind)
     schedule = make_schedule(steps, epochs, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, format_,
-                             precision, bucket_window, frozen_bottom, fast_dropout)
+                             precision, bucket_window, frozen_bottom, fast_dropout,
+                             lr_multipliers=multipliers, mid_validation=mid_validation)
     with _progress() as bar:
         job = bar.add_task(f"{data.spec.name} seed {seed}", total=None, loss=float("nan"))
         trained = train_trial(resolve_design(design, budget), model, data, schedule, seed,
@@ -127,7 +135,8 @@ def compare(model: str = MODEL,
             steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3, max_length: int = 128,
             max_train_examples: int = None, max_eval_examples: int = None, budget: float = BUDGET,
             precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
-          fast_dropout: bool = FAST_DROPOUT) -> None:
+            fast_dropout: bool = FAST_DROPOUT, lr_multipliers: str = LR_MULTIPLIERS,
+            mid_validation: bool = MID_VALIDATION) -> None:
     """Train designs x tasks x seeds at equal budget; write table.md and table.csv (resumable)."""
     from transformers.utils import logging as hf_logging
 
@@ -135,7 +144,8 @@ def compare(model: str = MODEL,
 
     hf_logging.disable_progress_bar()
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window, frozen_bottom, fast_dropout)
+                             precision, bucket_window, frozen_bottom, fast_dropout,
+                             lr_multipliers=parse_lr_multipliers(lr_multipliers, learning_rate), mid_validation=mid_validation)
     run_compare(designs.split(","), tasks.split(","), [int(s) for s in seeds.split(",")], model, out, schedule,
                 data_dir=data_dir, budget=budget, progress=lambda key: console.print(f"trial {key}"))
     console.print((out / "table.md").read_text())
