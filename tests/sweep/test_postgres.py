@@ -22,6 +22,7 @@ from postgres import require_psycopg
 
 from peftspace.sweep import SweepError, run_sweep, sweep_status
 from peftspace.sweep.store import design_index, open_storage
+from test_lock import SAMPLES as QUEUED, check_lock_follows_its_holder, race
 
 SAMPLES = 9
 WORKERS = 3
@@ -65,6 +66,15 @@ def test_three_worker_processes_on_one_study_run_every_design_exactly_once(postg
     assert sum(bool(numbers) for numbers in ran.values()) >= 2, ran  # they did share the queue
     status = sweep_status(postgres_url, "three-workers")
     assert status["duplicates"] == [] and status["done"] and status["designs"]["complete"] == SAMPLES
+
+
+def test_sweeps_started_at_once_on_postgresql_queue_every_design_exactly_once(postgres_url, tmp_path):
+    trials = race(postgres_url, tmp_path)
+    assert Counter(design_index(t) for t in trials) == {i: 1 for i in range(QUEUED)}
+
+
+def test_the_postgresql_lock_is_per_study_and_released_when_its_holder_is_killed(postgres_url):
+    check_lock_follows_its_holder(postgres_url, per_study=True)
 
 
 def test_a_plain_postgresql_url_opens_with_psycopg_alone(postgres_url):

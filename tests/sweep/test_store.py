@@ -187,3 +187,43 @@ def test_concurrent_workers_on_sqlite_never_take_the_same_trial(tmp_path):
     taken = [int(n) for out in outs for n in out.read_text().split()]
     assert sorted(taken) == list(range(100))  # each trial taken exactly once
     assert all(t.state == TrialState.COMPLETE for t in study.get_trials())
+
+
+def _popped(tmp_path, heartbeat):
+    """A design taken by a worker's ``_pop`` (heartbeat and ``popped_at_utc`` recorded), then the worker is gone."""
+    from peftspace.sweep.worker import _pop
+
+    study, store = _study(tmp_path, heartbeat)
+    _enqueued(study, 1)
+    trial = _pop(study, store)
+    return study, store, trial
+
+
+def test_a_trial_popped_long_ago_by_utc_is_reaped_whatever_its_heartbeat(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    heartbeat = Heartbeat(interval=30, grace_period=60)
+    study, store, trial = _popped(tmp_path, heartbeat)
+    stamp = datetime.fromisoformat(study.trials[0].user_attrs["popped_at_utc"])
+    assert stamp.tzinfo is not None and abs(datetime.now(timezone.utc) - stamp) < timedelta(seconds=30)
+    assert reap_stale(study, heartbeat) == 0  # just popped
+    trial.set_user_attr("popped_at_utc", (datetime.now(timezone.utc) - timedelta(hours=3)).isoformat())
+    assert reap_stale(study, heartbeat) == 1  # its heartbeat is fresh, but it never got to its first trial step
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
+
+
+def test_a_trial_started_on_a_machine_in_another_time_zone_is_not_reaped(tmp_path):
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    heartbeat = Heartbeat(interval=30, grace_period=60)
+    study, store, trial = _popped(tmp_path, heartbeat)
+    start = study.trials[0].datetime_start
+    with store.engine.begin() as connection:  # Optuna's naive local time, as a machine 5 hours behind writes it
+        connection.execute(text("UPDATE trials SET datetime_start = :start WHERE trial_id = :id"),
+                           {"start": start - timedelta(hours=5), "id": trial._trial_id})
+    assert study.trials[0].datetime_start == start - timedelta(hours=5)
+    assert reap_stale(study, heartbeat) == 0  # popped_at_utc is recent: the time zone is no matter
+    trial.set_user_attr("popped_at_utc", None)  # as a trial popped by an older worker
+    assert reap_stale(study, heartbeat) == 1  # the naive fallback takes it for 5 hours old

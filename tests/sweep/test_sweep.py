@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from peftspace.sweep import retry_failed, run_sweep, run_worker, sweep_status
+from peftspace.sweep import finished_trials, retry_failed, run_sweep, run_worker, sweep_status
 from peftspace.sweep.store import design_index, open_storage
 
 
@@ -23,7 +23,8 @@ def test_a_sweep_runs_every_design_exactly_once_and_a_rerun_is_a_no_op(tmp_path,
     seen = []
     status = run_sweep("S0", "minilm", ["rte", "sst2"], 3, seed=5, workers=1, storage=url, study_name="s0", schedule=tiny,
                        data_dir=data_dir, progress=seen.append, threads=1)
-    assert status["designs"] == {"complete": 3, "running": 0, "waiting": 0, "failed": 0, "missing": 0, "total": 3}
+    assert status["designs"] == {"complete": 3, "running": 0, "waiting": 0, "cancelled": 0, "failed": 0, "missing": 0,
+                                 "total": 3}
     assert status["duplicates"] == [] and status["done"] and seen and seen[-1]["complete"] == 3
     trials = _trials(url, "s0")
     assert sorted(design_index(t) for t in trials) == [0, 1, 2] and {t.state for t in trials} == {TrialState.COMPLETE}
@@ -36,6 +37,13 @@ def test_a_sweep_runs_every_design_exactly_once_and_a_rerun_is_a_no_op(tmp_path,
         assert attrs["trainable"] == attrs["tasks"]["rte"]["trainable"]["design"] > 0 and attrs["wall_time_s"] > 0
         assert attrs["design"]["name"] == "S0" and attrs["tasks"]["rte"]["metrics"]["test"]["accuracy"] >= 0
         assert status["best_errors"][index] == trial.value
+        validation = {task: attrs["tasks"][task]["validation_score"] for task in ("rte", "sst2")}
+        assert attrs["validation_scores"] == validation and None not in validation.values()  # scored by default
+        assert attrs["validation_error"] == pytest.approx(100 - sum(validation.values()) / 2)
+        middle = [attrs["tasks"][task].get("mid_validation_score") for task in ("rte", "sst2")]
+        assert attrs["mid_validation_error"] == (None if None in middle else pytest.approx(100 - sum(middle) / 2))
+    rows = finished_trials(url, "s0")
+    assert [row["validation_error"] for row in rows] == [t.user_attrs["validation_error"] for t in trials]
     again = run_sweep("S0", "minilm", "rte,sst2", 3, seed=5, workers=1, storage=url, study_name="s0", schedule=tiny,
                       data_dir=data_dir)
     assert [(t.number, t.state, t.value) for t in _trials(url, "s0")] == [(t.number, t.state, t.value) for t in trials]

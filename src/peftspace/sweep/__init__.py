@@ -7,10 +7,12 @@
 Importing this package does not import torch; workers do.
 """
 
-from peftspace.sweep.status import design_counts, finished_trials, retry_failed, sweep_status
+from peftspace.sweep.status import (cancel_waiting, design_counts, design_outcomes, finished_trials, retry_failed,
+                                    sweep_status)
 from peftspace.sweep.store import Heartbeat, SweepDefinition, SweepError
-from peftspace.sweep.sweep import resolve_space, run_sweep
+from peftspace.sweep.sweep import queue_sweep, resolve_space, run_local_workers, run_sweep
 from peftspace.sweep.worker import run_design, run_worker
 
-__all__ = ["Heartbeat", "SweepDefinition", "SweepError", "design_counts", "finished_trials", "resolve_space", "retry_failed", "run_design",
-           "run_sweep", "run_worker", "sweep_status"]
+__all__ = ["Heartbeat", "SweepDefinition", "SweepError", "cancel_waiting", "design_counts", "design_outcomes", "finished_trials",
+           "queue_sweep", "resolve_space", "retry_failed", "run_design", "run_local_workers", "run_sweep", "run_worker",
+           "sweep_status"]

@@ -1,8 +1,10 @@
 """Optuna storage for sweeps: opening a store, the sweep's stored definition, the queue of designs.
 
-A sweep is one Optuna study. Its definition (space, model, tasks, samples, seed, schedule) lives in
-the study's user attrs, and each sampled design is one enqueued trial with the fixed integer param
-``design_index`` (so optuna-dashboard shows it) and user attrs ``design``, ``design_index`` and ``seed``.
+A sweep is one Optuna study. Its definition (space, model, tasks, samples, seed, schedule, and for a
+sweep of designs given explicitly their ``designs_sha256``) lives in the study's user attrs, and each
+design is one enqueued trial with the fixed integer param ``design_index`` (so optuna-dashboard shows
+it) and user attrs ``design``, ``design_index``, ``seed``, and any extra attrs given at queue time
+(named by ``extra_keys``).
 
 Crash safety is Optuna's heartbeat: a running trial records a heartbeat every ``interval`` seconds;
 one silent for longer than ``grace_period`` is failed as stale and re-queued, as a copy that keeps its
@@ -20,7 +22,7 @@ import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from peftspace.design.errors import PeftspaceError
@@ -29,6 +31,7 @@ BACKENDS = ("sqlite", "postgresql", "mysql")
 URL_HELP = "use sqlite:///path/to/file.db (one machine) or postgresql://user:password@host:port/database (many machines)"
 DEFINITION_ATTR = "peftspace_sweep"
 HEARTBEAT_ATTR = "peftspace_heartbeat"
+POPPED_ATTR = "popped_at_utc"  # when a worker took the trial: a timezone-aware ISO string, in UTC
 DRIVERS = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL", "MySQLdb": "mysqlclient"}
 
 
@@ -68,9 +71,13 @@ class SweepDefinition:
     samples: int
     seed: int
     schedule: dict = field(default_factory=dict)
+    designs_sha256: str | None = None  # designs given explicitly (not sampled): the hash of them and their extras
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as stored
+        data = json.loads(json.dumps(asdict(self)))  # tuples -> lists, as stored
+        if data["designs_sha256"] is None:  # a sampled sweep is stored as it always was
+            del data["designs_sha256"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "SweepDefinition":
@@ -128,9 +135,16 @@ def open_storage(url: str, heartbeat: Heartbeat | None = None):
         kwargs = {"heartbeat_interval": heartbeat.interval, "grace_period": heartbeat.grace,
                   _callback_argument(): retry_callback(heartbeat.max_retry)}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeat and re-queue are "experimental" in Optuna
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        for attempt in range(5):  # processes opening a new store at once race to create its schema: the losers retry
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # heartbeat and re-queue are "experimental" in Optuna
+                    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+                break
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError) as error:
+                if attempt == 4 or not isinstance(error, sqlalchemy.exc.IntegrityError) and "already exists" not in str(error):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         if backend == "sqlite":
             _serialize_sqlite(storage.engine)
         return storage
@@ -264,10 +278,10 @@ def stored_schedule(schedule: dict) -> dict:
 
 
 def differing(stored: dict, given: dict, prefix: str = "") -> list[str]:
-    """``key: stored X, given Y`` for every key of ``given`` that differs, nested dicts key by key."""
+    """``key: stored X, given Y`` for every key of either that differs, nested dicts key by key."""
     lines = []
-    for key, value in given.items():
-        old = stored.get(key)
+    for key in [*given, *(k for k in stored if k not in given)]:
+        old, value = stored.get(key), given.get(key)
         if old == value:
             continue
         if isinstance(old, dict) and isinstance(value, dict):
@@ -290,17 +304,49 @@ def design_index(trial) -> int | None:
     return index
 
 
-def enqueue_designs(study, designs: list, seed: int) -> int:
-    """Enqueue every design whose index has no trial yet (all of them, on a new study); returns how many."""
+def enqueue_designs(study, designs: list, seed: int, extras: list[dict] | None = None) -> int:
+    """Enqueue every design whose index has no trial yet (all of them, on a new study); returns how many.
+
+    Design i trains with seed ``seed + i``, or ``extras[i]["seed"]``; the other keys of ``extras[i]``
+    become user attrs of its trial, listed in the user attr ``extra_keys``.
+    """
     present = {design_index(t) for t in study.get_trials(deepcopy=False)}
     added = 0
     for index, design in enumerate(designs):
         if index in present:
             continue
-        study.enqueue_trial({"design_index": index},
-                            user_attrs={"design_index": index, "design": design.to_dict(), "seed": seed + index})
+        extra = dict(extras[index]) if extras else {}
+        attrs = {"design_index": index, "design": design.to_dict(), "seed": extra.pop("seed", seed + index)}
+        if extra:
+            attrs = {**extra, **attrs, "extra_keys": sorted(extra)}
+        study.enqueue_trial({"design_index": index}, user_attrs=attrs)
         added += 1
     return added
+
+
+def queued_attrs(trial) -> dict:
+    """The user attrs a trial was queued with (design, its index, seed, extras): what a re-queued copy carries."""
+    keys = ("design_index", "design", "seed", *(("extra_keys", *trial.user_attrs["extra_keys"])
+                                                 if "extra_keys" in trial.user_attrs else ()))
+    return {k: trial.user_attrs[k] for k in keys if k in trial.user_attrs}
+
+
+def take_waiting(store, trial_id: int) -> bool:
+    """Make a WAITING trial RUNNING for this process, as ``Study.ask`` does; False if it is not waiting any more.
+
+    Its heartbeat and ``popped_at_utc`` are recorded before it turns RUNNING, so a process killed at
+    any moment after that leaves a trial that ``reap_stale`` sees as stale (the stamp is written
+    first so that a re-queued copy never runs under the stamp its failed original was taken with).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        retrying(store.record_heartbeat, trial_id)
+        retrying(store.set_trial_user_attr, trial_id, POPPED_ATTR, datetime.now(timezone.utc).isoformat())
+        return bool(retrying(store.set_trial_state_values, trial_id, state=TrialState.RUNNING))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # finished (or cancelled) meanwhile
 
 
 def reap_stale(study, heartbeat: Heartbeat) -> int:
@@ -308,8 +354,16 @@ def reap_stale(study, heartbeat: Heartbeat) -> int:
 
     Two cases: Optuna's stale trials (heartbeat silent for ``grace``), and trials killed between
     being popped from the queue and their first heartbeat, which Optuna never sees as stale: a running
-    trial without this attempt's ``attempt`` marker, started more than ``grace`` seconds ago (by the
-    clock of the machine that started it, so machines' clocks should agree to well within ``grace``).
+    trial without this attempt's ``attempt`` marker, popped more than ``grace`` seconds ago.
+
+    Clocks. Optuna's check is safe across machines: the heartbeat is written and compared with the
+    database's ``CURRENT_TIMESTAMP`` (PostgreSQL: the server's one clock, as long as every client
+    keeps the server's session time zone; SQLite: the clock, in UTC, of the machine that runs the
+    statement, i.e. the one machine of a local store). Ours compares ``popped_at_utc``, the UTC
+    time the popping worker wrote, with this machine's UTC time: time zones cannot matter, and
+    clocks need only agree (NTP) to well within ``grace``. Only a trial without that stamp (popped
+    by an older worker or by ``Study.ask``) falls back to Optuna's ``datetime_start``, the *naive
+    local* time of the machine that started it: safe only when all machines share one time zone.
     """
     import optuna
     from optuna.trial import TrialState
@@ -318,11 +372,18 @@ def reap_stale(study, heartbeat: Heartbeat) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         retrying(optuna.storages.fail_stale_trials, study)
-    now = datetime.now()
+    now, local_now = datetime.now(timezone.utc), datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("attempt") == trial.number or trial.datetime_start is None:
+        if trial.user_attrs.get("attempt") == trial.number:
             continue
-        if now - trial.datetime_start > timedelta(seconds=heartbeat.grace):
+        popped = popped_at(trial)
+        if popped is not None:
+            age = now - popped
+        elif trial.datetime_start is not None:
+            age = local_now - trial.datetime_start
+        else:
+            continue
+        if age > timedelta(seconds=heartbeat.grace):
             try:
                 if not retrying(study._storage.set_trial_state_values, trial._trial_id, state=TrialState.FAIL):
                     continue
@@ -330,6 +391,15 @@ def reap_stale(study, heartbeat: Heartbeat) -> int:
                 continue  # finished meanwhile, or failed by another worker
             retry_callback(heartbeat.max_retry)(study, study._storage.get_trial(trial._trial_id))
     return len({t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))} - before)
+
+
+def popped_at(trial) -> datetime | None:
+    """When a worker took ``trial`` (its ``popped_at_utc``, timezone-aware), or None without a valid stamp."""
+    try:
+        when = datetime.fromisoformat(trial.user_attrs.get(POPPED_ATTR))
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else None
 
 
 def retrying(call, *args, attempts: int = 12, **kwargs):

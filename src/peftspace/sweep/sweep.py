@@ -1,18 +1,21 @@
 """``run_sweep``: draw a space's designs up front, queue them in an Optuna study, run local workers.
 
-Re-running the same sweep continues it: the stored definition is compared, nothing is queued twice,
-finished designs never run again, and designs whose worker died come back through the heartbeat.
+Re-running the same sweep continues it: the stored definition is compared, nothing is queued twice
+(queueing holds ``queue_lock``, so sweeps started at once on one study queue it once), finished
+designs never run again, and designs whose worker died come back through the heartbeat.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from peftspace.design.space import DesignSpace
-from peftspace.sweep.status import design_counts, retry_failed as requeue_failed, sweep_status
+from peftspace.sweep.status import RESERVED_ATTRS, design_counts, retry_failed as requeue_failed, sweep_status
 from peftspace.sweep.store import (DEFINITION_ATTR, HEARTBEAT_ATTR, Heartbeat, SweepDefinition, SweepError, check_definition,
                                    enqueue_designs, load_study, open_storage, read_definition, redact, retrying, safe_name,
                                    storage_url)
@@ -38,7 +41,8 @@ def default_study_name(space: DesignSpace, model: str, tasks) -> str:
 
 def run_sweep(space: DesignSpace | str, model: str, tasks, samples: int, seed: int = 0, workers: int = 1,
               storage: str | None = None, study_name: str | None = None, schedule=None, data_dir=None, progress=None, *,
-              threads: int | None = None, heartbeat: Heartbeat = Heartbeat(), retry_failed: bool = False) -> dict:
+              threads: int | None = None, heartbeat: Heartbeat = Heartbeat(), retry_failed: bool = False,
+              max_consecutive_failures: int | None = 5) -> dict:
     """Sample ``samples`` designs of ``space`` for ``model``, queue them, and run ``workers`` local workers.
 
     Args:
@@ -56,6 +60,8 @@ def run_sweep(space: DesignSpace | str, model: str, tasks, samples: int, seed: i
         threads: torch threads per worker; default the CPU count divided by ``workers``.
         heartbeat: how dead workers are noticed and their designs re-queued (stored in the study).
         retry_failed: first re-queue designs that failed (diverged or raised).
+        max_consecutive_failures: each worker stops after this many trials in a row that raised
+            (``run_worker``); None never stops.
 
     Returns:
         ``sweep_status`` once the workers have stopped.
@@ -64,6 +70,9 @@ def run_sweep(space: DesignSpace | str, model: str, tasks, samples: int, seed: i
         SweepError: for a bad storage URL, a study that holds a different sweep, or workers that stopped
             with an error (finished trials are kept: re-run to continue).
     """
+    from peftspace.sweep.worker import _FailureStreak
+
+    _FailureStreak(max_consecutive_failures)  # checked before anything is queued
     space = resolve_space(space)
     tasks = task_names(tasks)
     if not isinstance(workers, int) or workers < 0:
@@ -71,7 +80,7 @@ def run_sweep(space: DesignSpace | str, model: str, tasks, samples: int, seed: i
     check_data_dir(data_dir)
     url, study_name = queue_sweep(space, model, tasks, samples, seed, storage, study_name, schedule, heartbeat=heartbeat,
                                   retry_failed=retry_failed)
-    run_local_workers(url, [study_name], data_dir, workers, threads, progress)
+    run_local_workers(url, [study_name], data_dir, workers, threads, progress, max_consecutive_failures=max_consecutive_failures)
     return sweep_status(url, study_name)
 
 
@@ -87,50 +96,111 @@ def check_data_dir(data_dir) -> None:
         raise SweepError(f"data directory {str(data_dir)!r} does not exist or is not a directory")
 
 
-def queue_sweep(space: DesignSpace, model: str, tasks: list[str], samples: int, seed: int = 0, storage: str | None = None,
+def queue_sweep(space: DesignSpace, model: str, tasks: list[str], samples: int | None, seed: int = 0, storage: str | None = None,
                 study_name: str | None = None, schedule=None, *, heartbeat: Heartbeat = Heartbeat(),
-                retry_failed: bool = False) -> tuple[str, str]:
+                retry_failed: bool = False, designs: list | None = None, extras: list[dict] | None = None) -> tuple[str, str]:
     """Create the sweep's study (or find it, checking its definition) and queue its designs; no training.
+
+    Queueing holds ``queue_lock``: of several processes queueing one study at once, one queues it and
+    the others, once it is done, find it queued (or finish a queueing that was cut short).
+
+    Args:
+        designs: queue exactly these designs (``Design`` objects or their dicts), in this order, instead of
+            sampling ``samples`` of ``space`` (which still describes the sweep); ``samples`` must then be
+            None or ``len(designs)``. The definition stores ``designs_sha256`` (of the designs and their
+            extras), so a re-run with other designs is refused.
+        extras: with ``designs``, ``extras[i]`` holds extra user attrs of design i's trial (JSON values,
+            e.g. ``{"block": 3, "option": "spindle"}``; ``"seed"`` replaces its seed ``seed + i``); they
+            come back in ``design_outcomes``.
 
     Returns:
         ``(storage URL, study name)``, for ``run_local_workers`` or workers started elsewhere.
     """
-    from peftspace.design.space import sample
-    from peftspace.families import backbone_spec
-    from peftspace.models import load_config
+    from peftspace.sweep.lock import queue_lock
     from peftspace.schedule import Schedule
 
-    if not isinstance(samples, int) or samples < 1:
-        raise SweepError(f"samples={samples!r} must be a positive integer")
+    designs, extras, samples = _explicit(designs, extras, samples)
     schedule = schedule or Schedule()
     study_name = study_name or default_study_name(space, model, tasks)
     url = storage_url(storage, study_name)
     definition = SweepDefinition(space=space.to_dict(), model=model, tasks=tuple(tasks), samples=samples, seed=seed,
-                                 schedule=asdict(schedule))
-    study = _create_study(url, study_name)
-    new = check_definition(study, definition, url)
-    if new or study.user_attrs.get("enqueued") != samples:  # also completes a queueing that was cut short
-        designs = sample(space, samples, seed, backbone_spec(load_config(model)))  # may fail: then nothing is stored
-        if new:
-            study.set_user_attr(DEFINITION_ATTR, definition.to_dict())
-        enqueue_designs(study, designs, seed)
-        study.set_user_attr("enqueued", samples)
-    study.set_user_attr(HEARTBEAT_ATTR, asdict(heartbeat))
+                                 schedule=asdict(schedule), designs_sha256=designs and _sha256(designs, extras))
+    store = open_storage(url)
+    with queue_lock(store, study_name):
+        study = _create_study(store, study_name)
+        new = check_definition(study, definition, url)
+        if new or study.user_attrs.get("enqueued") != samples:  # also completes a queueing that was cut short
+            if designs is None:
+                from peftspace.design.space import sample
+                from peftspace.families import backbone_spec
+                from peftspace.models import load_config
+
+                designs = sample(space, samples, seed, backbone_spec(load_config(model)))  # may fail: then nothing is stored
+            if new:
+                study.set_user_attr(DEFINITION_ATTR, definition.to_dict())
+            enqueue_designs(study, designs, seed, extras)
+            study.set_user_attr("enqueued", samples)
+        study.set_user_attr(HEARTBEAT_ATTR, asdict(heartbeat))
     if retry_failed:
         requeue_failed(url, study_name)
     return url, study_name
 
 
+def _explicit(designs, extras, samples):
+    """``(designs, extras, samples)`` checked: every problem at once, as one SweepError."""
+    from peftspace.design import Design
+
+    if designs is None:
+        if extras is not None:
+            raise SweepError("extras are the extra user attrs of designs given explicitly; pass designs=[...] with them")
+        if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+            raise SweepError(f"samples={samples!r} must be a positive integer")
+        return None, None, samples
+    designs = [Design.from_dict(d) if isinstance(d, dict) else d for d in designs]
+    problems = [f"designs[{i}] is a {type(d).__name__}, not a Design" for i, d in enumerate(designs) if not isinstance(d, Design)]
+    if not designs:
+        problems.append("designs is empty; give at least one design")
+    if samples is not None and samples != len(designs):
+        problems.append(f"samples={samples!r} but {len(designs)} designs were given; pass samples=None or {len(designs)}")
+    if extras is not None:
+        if len(extras) != len(designs):
+            problems.append(f"{len(extras)} extras for {len(designs)} designs; give one dict per design")
+        for i, extra in enumerate(extras):
+            if not isinstance(extra, dict):
+                problems.append(f"extras[{i}] is a {type(extra).__name__}, not a dict")
+                continue
+            clash = sorted(str(k) for k in extra if not isinstance(k, str) or k in RESERVED_ATTRS)
+            if clash:
+                problems.append(f"extras[{i}] uses the reserved keys {clash}; rename them")
+            seed = extra.get("seed", 0)
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                problems.append(f"extras[{i}]['seed']={seed!r} must be an integer")
+            try:
+                json.dumps(extra)
+            except (TypeError, ValueError) as error:
+                problems.append(f"extras[{i}] is not JSON ({error})")
+    if problems:
+        raise SweepError(f"{len(problems)} problem(s) with the designs given: " + "; ".join(problems))
+    return designs, extras, len(designs)
+
+
+def _sha256(designs: list, extras: list[dict] | None) -> str:
+    items = [{"design": d.to_dict(), "extras": extras[i] if extras else {}} for i, d in enumerate(designs)]
+    return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
+
+
 def run_local_workers(url: str, study_names: list[str], data_dir=None, workers: int = 1, threads: int | None = None,
-                      progress=None) -> None:
+                      progress=None, *, max_consecutive_failures: int | None = 5) -> None:
     """Run ``workers`` spawned worker processes over the queued designs of ``study_names``, in that order.
 
     Each process keeps its backbone and tokenized data across the trials of every study. Starts
     nothing when no design is waiting or running; ``progress`` gets the designs' counts summed over
-    the studies about once a second.
+    the studies about once a second. Each worker stops after ``max_consecutive_failures`` trials in a
+    row that raised (``run_worker``).
 
     Raises:
-        SweepError: workers that stopped with an error (finished trials are kept: re-run to continue).
+        SweepError: workers that stopped with an error, each distinct error once (finished trials are
+            kept: re-run to continue).
     """
     if workers and url.rstrip("/") in ("sqlite:", "sqlite:///:memory:"):
         raise SweepError("an in-memory SQLite storage cannot be shared with worker processes; use sqlite:///FILE.db")
@@ -140,7 +210,7 @@ def run_local_workers(url: str, study_names: list[str], data_dir=None, workers: 
     if not workers or not pending["waiting"] + pending["running"]:  # a finished sweep starts no workers
         return
     _run_processes(url, study_names, data_dir, workers, threads or max(1, (os.cpu_count() or 1) // workers),
-                   lambda: _totals(studies), progress)
+                   lambda: _totals(studies), progress, max_consecutive_failures)
 
 
 def design_totals(url: str, study_names: list[str]) -> dict[str, int]:
@@ -157,21 +227,20 @@ def _totals(studies) -> dict[str, int]:
     return total
 
 
-def _create_study(url: str, study_name: str):
+def _create_study(store, study_name: str):
     import optuna
 
-    store = open_storage(url)
     return retrying(optuna.create_study, storage=store, study_name=study_name, direction="minimize", load_if_exists=True)
 
 
-def _run_processes(url, study_names, data_dir, workers, threads, counts, progress) -> None:
+def _run_processes(url, study_names, data_dir, workers, threads, counts, progress, max_consecutive_failures) -> None:
     import multiprocessing
 
     from peftspace.sweep.worker import worker_process
 
     context = multiprocessing.get_context("spawn")
     errors = context.SimpleQueue()
-    arguments = (url, list(study_names), str(data_dir) if data_dir else None, threads, errors)
+    arguments = (url, list(study_names), str(data_dir) if data_dir else None, threads, errors, max_consecutive_failures)
     processes = [context.Process(target=worker_process, args=arguments, name=f"peftspace-worker-{i}") for i in range(workers)]
     for process in processes:
         process.start()
@@ -191,6 +260,7 @@ def _run_processes(url, study_names, data_dir, workers, threads, counts, progres
         messages = []
         while not errors.empty():
             messages.append(errors.get())
-        raise SweepError(f"{len(failed)} of {workers} worker(s) stopped with an error "
-                         f"({'; '.join(dict.fromkeys(messages)) or 'exit codes ' + str([p.exitcode for p in failed])}); "
-                         f"finished trials are kept in {redact(url)}: fix the cause and re-run to continue")
+        said = "; ".join(dict.fromkeys(messages)) or f"exit codes {[p.exitcode for p in failed]}"
+        advice = "" if "fix the cause and re-run" in said else ": fix the cause and re-run to continue"
+        raise SweepError(f"{len(failed)} of {workers} worker(s) stopped with an error: {said}; "
+                         f"finished trials are kept in {redact(url)}{advice}")

@@ -3,7 +3,9 @@
 Any number of workers, on one machine or many, can run against one store. Each loads the sweep's
 tasks once and keeps one ``TrialCache`` for all its trials: the backbone is loaded and each task
 encoded once per worker, and every trial trains its own copy of the pristine backbone. A design
-that diverges or raises is told FAIL with its ``reason`` and the worker goes on; a worker that
+that diverges or raises is told FAIL with its ``reason`` and the worker goes on, unless designs keep
+raising: after ``max_consecutive_failures`` trials in a row that raised, the cause is the setup, not
+the designs, and the worker stops with one error rather than fail the whole queue. A worker that
 dies leaves its trial silent, and the heartbeat re-queues it.
 """
 
@@ -16,8 +18,8 @@ import time
 import traceback
 
 from peftspace.design.errors import PeftspaceError
-from peftspace.sweep.store import (design_index, load_study, open_storage, read_definition, read_heartbeat, reap_stale,
-                                   retrying)
+from peftspace.sweep.store import (SweepError, design_index, load_study, open_storage, read_definition, read_heartbeat,
+                                   reap_stale, retrying, take_waiting)
 
 
 class _Heartbeat:
@@ -48,8 +50,28 @@ class _Heartbeat:
         self.thread.join()
 
 
+class _FailureStreak:
+    """The reasons of the trials that raised one after the other; at ``limit`` of them, the worker stops."""
+
+    def __init__(self, limit: int | None):
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise SweepError(f"max_consecutive_failures={limit!r} must be a positive integer, or None to never stop")
+        self.limit, self.reasons = limit, []
+
+    def add(self, summary: dict) -> None:
+        if summary["failure"] != "raised":  # it ran (even if it diverged): the setup works
+            self.reasons.clear()
+            return
+        self.reasons.append(summary["reason"])
+        if self.limit is not None and len(self.reasons) >= self.limit:
+            n, last = len(self.reasons), self.reasons[-1]
+            why = f"all {n} with the same reason: {last}" if len(set(self.reasons)) == 1 else f"the last: {last}"
+            raise SweepError(f"stopped after {n} consecutive failed trials, {why}; fix the cause and re-run "
+                             f"(retry_failed / --retry-failed re-queues the failed designs)")
+
+
 def run_worker(storage: str, study_name: str | list[str], data_dir=None, *, threads: int | None = None,
-               max_trials: int | None = None, on_trial=None, cache=None) -> int:
+               max_trials: int | None = None, on_trial=None, cache=None, max_consecutive_failures: int | None = 5) -> int:
     """Run queued designs of the sweep ``study_name`` until none is left; returns how many it ran.
 
     Args:
@@ -61,10 +83,19 @@ def run_worker(storage: str, study_name: str | list[str], data_dir=None, *, thre
         max_trials: stop after this many trials (None: until the queue is empty).
         on_trial: called with a summary dict after each trial.
         cache: the ``TrialCache`` this worker's trials share (None: a new one).
+        max_consecutive_failures: stop after this many trials in a row that raised an exception (a
+            missing file, a broken model, a bad format: a cause no design escapes), leaving the other
+            designs waiting; None never stops. A diverged trial does not count (it is a finding about
+            its design) and, like a finished one, ends the streak.
 
     While no design is queued but some are running elsewhere, the worker waits: a running trial
     whose worker died comes back to the queue once its heartbeat is stale.
+
+    Raises:
+        SweepError: after ``max_consecutive_failures`` trials that raised, naming the count and the last
+            reason (the failed trials keep theirs in the store).
     """
+    streak = _FailureStreak(max_consecutive_failures)
     if threads is not None:
         import torch
 
@@ -81,12 +112,13 @@ def run_worker(storage: str, study_name: str | list[str], data_dir=None, *, thre
     for wait, name in [(False, n) for n in names] + [(True, n) for n in names]:
         if max_trials is not None and ran >= max_trials:
             break
-        ran += _run_study(storage, name, data_dir, tasks, None if max_trials is None else max_trials - ran, on_trial, wait, cache)
+        ran += _run_study(storage, name, data_dir, tasks, None if max_trials is None else max_trials - ran, on_trial, wait, cache,
+                          streak)
     return ran
 
 
 def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials: int | None, on_trial, wait: bool,
-               cache) -> int:
+               cache, streak: _FailureStreak) -> int:
     import optuna
     from optuna.trial import TrialState
 
@@ -119,28 +151,28 @@ def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials:
         with _Heartbeat(store, trial._trial_id, heartbeat.interval):
             retrying(trial.set_user_attr, "attempt", trial.number)  # marks it alive (see reap_stale)
             summary = _run_one(study, trial, definition, schedule, data, cache)
-        ran += summary is not None
-        if summary is not None and on_trial is not None:
+        if summary is None:
+            continue
+        ran += 1
+        if on_trial is not None:
             on_trial(summary)
+        streak.add(summary)
     return ran
 
 
 def _pop(study, store):
     """Take the first waiting trial, as ``Study.ask`` does, but never create a fresh one when none is left.
 
-    Its heartbeat is recorded before it turns RUNNING, so a worker killed at any moment after that
-    leaves a trial that Optuna sees as stale.
+    ``take_waiting`` records its heartbeat and ``popped_at_utc`` before it turns RUNNING, so a worker
+    killed at any moment after that leaves a trial that ``reap_stale`` sees as stale. A trial listed as
+    waiting but taken, finished or cancelled (PRUNED) since is skipped: only WAITING turns RUNNING.
     """
     import optuna
     from optuna.trial import TrialState
 
     for waiting in retrying(study.get_trials, deepcopy=False, states=(TrialState.WAITING,)):
-        retrying(store.record_heartbeat, waiting._trial_id)
-        try:
-            if retrying(store.set_trial_state_values, waiting._trial_id, state=TrialState.RUNNING):
-                return optuna.trial.Trial(study, waiting._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # finished meanwhile: try the next one
+        if take_waiting(store, waiting._trial_id):
+            return optuna.trial.Trial(study, waiting._trial_id)
     return None
 
 
@@ -165,39 +197,60 @@ def _run_one(study, trial, definition, schedule, data, cache) -> dict | None:
     result["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     ok = result["status"] == "ok"
     _tell(study, trial, TrialState.COMPLETE if ok else TrialState.FAIL, result, result["error"] if ok else None)
-    return {"trial": trial.number, "design_index": index, **{k: result[k] for k in ("status", "reason", "error", "wall_time_s")}}
+    return {"trial": trial.number, "design_index": index,
+            **{k: result[k] for k in ("status", "failure", "reason", "error", "wall_time_s")}}
 
 
 def run_design(design: dict, definition, schedule, data: dict, seed: int, *, cache=None) -> dict:
     """Train ``design`` on every task; the result attrs of the trial, ``status`` ok or failed with a ``reason``.
 
-    The error is ``error_from_scores`` of the per-task scores: 100 - their mean (lower is better).
-    ``cache``: a ``TrialCache`` shared with other trials (None: each task's trial loads its own).
+    The ``error`` (the sweep's objective) is ``error_from_scores`` of the per-task test scores: 100 -
+    their mean (lower is better). ``validation_error`` and ``mid_validation_error`` are the same of the
+    validation scores at the end and at the midpoint of training (``validation_scores``,
+    ``mid_validation_scores``), or None unless every task has that score (or the design failed).
+    ``failure`` says how a failed design failed: ``"trial"`` (the trial reported it, e.g. a diverged
+    loss) or ``"raised"`` (an exception). ``cache``: a ``TrialCache`` shared with other trials (None:
+    each task's trial loads its own).
     """
-    from peftspace.analysis.stats import error_from_scores
     from peftspace.design import Design
     from peftspace.trial import run_trial
 
     started = time.perf_counter()
-    result = {"status": "ok", "reason": None, "tasks": {}, "scores": {}, "average_score": None, "error": None, "trainable": None}
+    result = {"status": "ok", "failure": None, "reason": None, "tasks": {}, "scores": {}, "average_score": None, "error": None,
+              "validation_scores": {}, "validation_error": None, "mid_validation_scores": {}, "mid_validation_error": None,
+              "trainable": None}
     try:
         for task in definition.tasks:
             record = run_trial(Design.from_dict(design), definition.model, data[task], schedule, seed, cache=cache)
             result["tasks"][task] = {k: v for k, v in record.items() if k not in ("design", "schedule", "model", "seed")}
             if record["status"] != "ok":
-                result.update(status="failed", reason=f"{task}: {record['reason']}")
+                result.update(status="failed", failure="trial", reason=f"{task}: {record['reason']}")
                 break
             result["scores"][task] = record["score"]
+            result["validation_scores"][task] = record.get("validation_score")
+            result["mid_validation_scores"][task] = record.get("mid_validation_score")
             result["trainable"] = record["trainable"]["design"]
         else:
-            result["error"] = float(error_from_scores(result["scores"]))
+            result["error"] = _error(result["scores"])
             result["average_score"] = 100.0 - result["error"]
+            result["validation_error"] = _error(result["validation_scores"])
+            result["mid_validation_error"] = _error(result["mid_validation_scores"])
     except Exception as error:  # a bad design must never stop the sweep
         frame = traceback.extract_tb(error.__traceback__)[-1]
         where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
-        result.update(status="failed", reason=f"{type(error).__name__}: {error} (at {where})")
+        result.update(status="failed", failure="raised", reason=f"{type(error).__name__}: {error} (at {where})",
+                      validation_error=None, mid_validation_error=None)
     result["wall_time_s"] = round(time.perf_counter() - started, 3)
     return result
+
+
+def _error(scores: dict) -> float | None:
+    """``error_from_scores`` of per-task scores, or None when a task has none."""
+    from peftspace.analysis.stats import error_from_scores
+
+    if not scores or any(score is None for score in scores.values()):
+        return None
+    return float(error_from_scores(scores))
 
 
 def _tell(study, trial, state, attrs: dict, value: float | None = None) -> None:
@@ -224,7 +277,8 @@ def _interrupted(study, trial) -> None:
         pass
 
 
-def worker_process(storage: str, study_names: list[str], data_dir, threads: int | None, errors) -> None:
+def worker_process(storage: str, study_names: list[str], data_dir, threads: int | None, errors,
+                   max_consecutive_failures: int | None = 5) -> None:
     """The entry point of a local worker process started by ``run_local_workers`` (spawn context).
 
     It runs the studies' queued designs in order, one study after the other, in one process, so the
@@ -239,7 +293,7 @@ def worker_process(storage: str, study_names: list[str], data_dir, threads: int 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        run_worker(storage, study_names, data_dir, threads=threads)
+        run_worker(storage, study_names, data_dir, threads=threads, max_consecutive_failures=max_consecutive_failures)
     except PeftspaceError as error:
         errors.put(str(error))
         raise SystemExit(2) from None

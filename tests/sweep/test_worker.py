@@ -1,0 +1,147 @@
+"""The worker loop with trials stubbed out: failure streaks stop it, results carry validation errors."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import peftspace.trial
+from peftspace.design.presets import PRESETS
+from peftspace.sweep import SweepError, queue_sweep, resolve_space, run_local_workers, run_worker, sweep_status
+from peftspace.sweep.store import design_index, open_storage
+
+DESIGNS = [PRESETS[name] for name in ("lora", "adapter", "bitfit", "lora", "adapter", "bitfit")]
+
+
+def _queued(tmp_path, n=6, model="minilm", tasks=("rte",), name="w"):
+    url = f"sqlite:///{tmp_path}/{name}.db"
+    queue_sweep(resolve_space("S0"), model, list(tasks), None, 0, url, name, designs=DESIGNS[:n])
+    return url
+
+
+def _states(url, name="w"):
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
+    return [(design_index(t), t.state.name) for t in trials]
+
+
+def record(score, validation=None, mid=None, status="ok", reason=None):
+    """What ``run_trial`` hands back, cut to the keys the worker reads."""
+    out = {"status": status, "reason": reason, "score": score, "validation_score": validation, "trainable": {"design": 7}}
+    if mid is not None:
+        out["mid_validation_score"] = mid
+    return out
+
+
+def stub(monkeypatch, outcome):
+    """``run_trial`` replaced by ``outcome(seed, task)``: a record, or an exception to raise."""
+    def run_trial(design, model, task, schedule, seed, *args, **kwargs):
+        result = outcome(seed, task.spec.name)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+    monkeypatch.setattr(peftspace.trial, "run_trial", run_trial)
+
+
+def test_a_systemic_failure_stops_the_worker_after_k_trials_leaving_the_rest_waiting(tmp_path, data_dir, monkeypatch):
+    url = _queued(tmp_path)
+    stub(monkeypatch, lambda seed, task: RuntimeError("CUDA driver not found"))
+    seen = []
+    with pytest.raises(SweepError) as error:
+        run_worker(url, "w", data_dir, max_consecutive_failures=3, on_trial=seen.append)
+    message = str(error.value)
+    assert message.startswith("stopped after 3 consecutive failed trials, all 3 with the same reason: "
+                              "RuntimeError: CUDA driver not found (at ")
+    assert message.endswith("; fix the cause and re-run (retry_failed / --retry-failed re-queues the failed designs)")
+    assert [s["design_index"] for s in seen] == [0, 1, 2]
+    assert _states(url) == [(0, "FAIL"), (1, "FAIL"), (2, "FAIL"), (3, "WAITING"), (4, "WAITING"), (5, "WAITING")]
+
+
+def test_the_streak_names_the_last_of_differing_reasons_and_a_trial_that_ran_ends_it(tmp_path, data_dir, monkeypatch):
+    url = _queued(tmp_path)
+    # design i trains with seed i: 0 and 1 raise, 2 diverges, 3 and 4 raise, 5 finishes
+    outcomes = {0: KeyError("a"), 1: KeyError("b"), 2: record(None, status="failed", reason="loss became nan at step 0"),
+                3: ValueError("c"), 4: ValueError("d"), 5: record(60.0)}
+    stub(monkeypatch, lambda seed, task: outcomes[seed])
+    assert run_worker(url, "w", data_dir, max_consecutive_failures=3) == 6  # never 3 raised in a row
+    assert sweep_status(url, "w")["designs"]["failed"] == 5
+
+    url = _queued(tmp_path, name="again")
+    with pytest.raises(SweepError, match=r"^stopped after 2 consecutive failed trials, the last: KeyError: 'b' \(at "):
+        run_worker(url, "again", data_dir, max_consecutive_failures=2)
+    assert [s for _, s in _states(url, "again")] == ["FAIL", "FAIL", "WAITING", "WAITING", "WAITING", "WAITING"]
+
+    url = _queued(tmp_path, name="never")
+    stub(monkeypatch, lambda seed, task: KeyError("always"))
+    assert run_worker(url, "never", data_dir, max_consecutive_failures=None) == 6  # None: never stops
+    with pytest.raises(SweepError, match="max_consecutive_failures=0 must be a positive integer, or None"):
+        run_worker(url, "never", data_dir, max_consecutive_failures=0)
+
+
+def test_results_carry_validation_errors_beside_the_test_error(tmp_path, data_dir, monkeypatch):
+    from peftspace.sweep import finished_trials
+
+    url = _queued(tmp_path, 3, tasks=("rte", "sst2"))
+    scores = {"rte": (70.0, 60.0, 50.0), "sst2": (90.0, 80.0, 70.0)}  # test, validation, midpoint validation
+
+    def outcome(seed, task):
+        test, validation, mid = scores[task]
+        if seed == 0:
+            return record(test, validation, mid)
+        if seed == 1:  # no midpoint score (a schedule without it), and rte scored without validation
+            return record(test, None if task == "rte" else validation)
+        return KeyError("design 2 breaks")
+
+    stub(monkeypatch, outcome)
+    assert run_worker(url, "w", data_dir) == 3
+    trials = optuna.load_study(study_name="w", storage=open_storage(url)).get_trials()
+    full, partial, failed = (t.user_attrs for t in trials)
+    assert trials[0].value == full["error"] == 100 - (70 + 90) / 2  # the objective stays the test error
+    assert full["validation_scores"] == {"rte": 60.0, "sst2": 80.0} and full["validation_error"] == 100 - (60 + 80) / 2
+    assert full["mid_validation_scores"] == {"rte": 50.0, "sst2": 70.0} and full["mid_validation_error"] == 100 - (50 + 70) / 2
+    assert partial["error"] == full["error"] and partial["validation_scores"] == {"rte": None, "sst2": 80.0}
+    assert partial["validation_error"] is None and partial["mid_validation_error"] is None
+    assert failed["status"] == "failed" and failed["failure"] == "raised"
+    assert failed["validation_error"] is failed["mid_validation_error"] is failed["error"] is None
+    rows = finished_trials(url, "w")
+    assert [(r["validation_error"], r["mid_validation_error"]) for r in rows] == [(30.0, 40.0), (None, None)]
+    assert rows[0]["validation_scores"] == {"rte": 60.0, "sst2": 80.0}
+
+
+def test_local_workers_stop_on_a_model_that_fails_at_trial_time_saying_so_once(tmp_path, data_dir):
+    url = _queued(tmp_path, model=str(tmp_path / "no-such-model"))  # explicit designs: queueing never loads the model
+    with pytest.raises(SweepError) as error:
+        run_local_workers(url, ["w"], data_dir, workers=2, threads=1, max_consecutive_failures=2)
+    message = str(error.value)
+    assert message.startswith("2 of 2 worker(s) stopped with an error: stopped after 2 consecutive failed trials, "
+                              "all 2 with the same reason: ")
+    assert message.count("consecutive failed trials") == 1 and message.count("fix the cause") == 1  # the two said the same
+    assert "no-such-model" in message and message.endswith(f"finished trials are kept in {url}")
+    states = [s for _, s in _states(url)]
+    assert states.count("FAIL") == 4 and states.count("WAITING") == 2  # each worker stopped after its 2
+
+
+def test_the_worker_command_stops_on_a_systemic_failure_with_one_error_line(tmp_path, data_dir, run_cli):
+    url = _queued(tmp_path, model=str(tmp_path / "no-such-model"))
+    code, out = run_cli("worker", "--storage", url, "--study", "w", "--data-dir", str(data_dir), "--threads", "1",
+                        "--max-consecutive-failures", "2")
+    [error] = [line for line in out.splitlines() if line.startswith("error:")]
+    assert code == 2 and error.startswith("error: stopped after 2 consecutive failed trials, all 2 with the same reason: ")
+    assert out.count("consecutive failed trials") == 1 and "Traceback" not in out
+    assert [s for _, s in _states(url)] == ["FAIL", "FAIL", "WAITING", "WAITING", "WAITING", "WAITING"]
+
+
+def test_the_sweep_command_passes_the_failure_limit_on(monkeypatch, run_cli, tmp_path):
+    import peftspace.sweep
+
+    given = []
+
+    def run_sweep(*args, **kwargs):
+        given.append(kwargs["max_consecutive_failures"])
+        raise SweepError("stop here")
+
+    monkeypatch.setattr(peftspace.sweep, "run_sweep", run_sweep)
+    for flags, limit in (([], 5), (["--max-consecutive-failures", "3"], 3), (["--max-consecutive-failures", "0"], None)):
+        code, out = run_cli("sweep", "--space", "S0", "--tasks", "rte", "--storage", f"sqlite:///{tmp_path}/x.db", *flags)
+        assert code == 2 and "stop here" in out
+    assert given == [5, 3, None]
