@@ -22,9 +22,18 @@ from peftspace.cli._common import (
 )
 
 
+MAX_FAILURES = typer.Option(5, "--max-consecutive-failures",
+                            help="Stop a worker after this many trials in a row that raised (a broken setup; 0: never).")
+
+
+def _failure_limit(value: int) -> int | None:
+    return None if value == 0 else value
+
+
 def _print_sweep(status: dict) -> None:
     designs = status["designs"]
-    counts = ", ".join(f"{designs[s]} {s}" for s in ("complete", "failed", "running", "waiting"))
+    shown = ("complete", "failed", "running", "waiting") + (("cancelled",) if designs.get("cancelled") else ())
+    counts = ", ".join(f"{designs[s]} {s}" for s in shown)
     console.print(f"study {status['study']} in {status['storage']}: {counts} of {designs['total']} designs")
     best = status["best"]
     if best:
@@ -49,7 +58,8 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
           max_retry: int = typer.Option(3, help="Re-queues of a design whose worker died."),
           retry_failed: bool = typer.Option(False, "--retry-failed", help="First re-queue designs that diverged or raised."),
           precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
-          fast_dropout: bool = FAST_DROPOUT, score_validation: bool = SCORE_VALIDATION) -> None:
+          fast_dropout: bool = FAST_DROPOUT, score_validation: bool = SCORE_VALIDATION,
+          max_consecutive_failures: int = MAX_FAILURES) -> None:
     """Sample designs from a space, queue them in an Optuna study, train them with local workers (resumable)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -68,7 +78,8 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
                        counts=", ".join(f"{counts[s]} {s}" for s in ("complete", "failed", "running", "waiting")))
 
         status = run_sweep(space, model, tasks, samples, seed, workers, storage, study, schedule, data_dir, show, threads=threads,
-                           heartbeat=Heartbeat(heartbeat_interval, grace_period, max_retry), retry_failed=retry_failed)
+                           heartbeat=Heartbeat(heartbeat_interval, grace_period, max_retry), retry_failed=retry_failed,
+                           max_consecutive_failures=_failure_limit(max_consecutive_failures))
     _print_sweep(status)
 
 
@@ -77,7 +88,8 @@ def worker(storage: str = typer.Option(..., "--storage", help="The sweep's Optun
            study: str = typer.Option(..., "--study", help="The sweep's study; several, comma-separated, or a pattern "
                                                           "such as 'NAME/S1/*' (a discovery stage's sweeps)."),
            data_dir: Path = DATA_DIR,
-           threads: int = typer.Option(None, help="Torch threads for this worker.")) -> None:
+           threads: int = typer.Option(None, help="Torch threads for this worker."),
+           max_consecutive_failures: int = MAX_FAILURES) -> None:
     """Join a sweep: run its queued designs until none is left (start any number, on any machine)."""
     from transformers.utils import logging as hf_logging
 
@@ -93,7 +105,8 @@ def worker(storage: str = typer.Option(..., "--storage", help="The sweep's Optun
         console.print(f"trial {summary['trial']} design {summary['design_index']}: {outcome} ({summary['wall_time_s']:.0f} s)")
 
     studies = matching_sweeps(storage, study)
-    ran = run_worker(storage, studies, data_dir, threads=threads, on_trial=show)
+    ran = run_worker(storage, studies, data_dir, threads=threads, on_trial=show,
+                     max_consecutive_failures=_failure_limit(max_consecutive_failures))
     console.print(f"this worker ran {ran} trial(s)")
     for name in studies:
         _print_sweep(sweep_status(storage, name))
