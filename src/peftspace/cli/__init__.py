@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from peftspace.cli import calibrate, designs, sweeps, training  # noqa: F401  (each registers its commands on ``app``)
+from peftspace.cli import calibrate, designs, discover, sweeps, training  # noqa: F401  (each registers its commands on ``app``)
 from peftspace.cli._common import app, console
 from peftspace.cli.designs import plan_table, print_plan
 from peftspace.design.errors import PeftspaceError
