@@ -38,11 +38,24 @@ def test_a_racing_discovery_merges_aliases_decides_on_validation_and_resumes(tmp
     url, out = f"sqlite:///{tmp_path}/race.db", tmp_path / "out"
     command = ["discover", "--model", "minilm", "--tasks", "rte,mrpc", "--stages", "grouping,allocation", "--name", "race",
                "--storage", url, "--out", str(out), "--workers", "1", "--data-dir", str(data_dir), "--max-blocks", "4",
-               "--first-look", "2", "--look-every", "2", *tiny_flags]
+               "--first-look", "2", "--look-every", "2", "--fidelity-check", "3", *tiny_flags]
     code, printed = run_cli(*command)
     assert code == 0, printed
     log = read_discovery(url, "race")
     assert log["status"] == "done" and log["protocol"] == "racing"
+    # racing defaults: rsLoRA in the start space (ranks change per layer in the allocation stage) and midpoint scoring
+    assert log["start"]["options"]["lora_scaling"] == "rslora" and log["schedule"]["mid_validation"] is True
+    check = log["fidelity_result"]  # 3 designs re-trained 3x longer, their short and long validation errors correlated
+    assert check["designs"] == 3 and check["finished"] == 3 and check["study"] == "race/fidelity"
+    rows = design_outcomes(url, "race/fidelity")
+    assert all(r["state"] == "complete" for r in rows)
+    assert {r["short_validation_error"] for r in rows} <= {r["validation_error"] for e in log["stages"]
+                                                          for r in design_outcomes(url, e["study"])}
+    if check["spearman"] is not None:
+        from scipy import stats
+
+        expected = stats.spearmanr([r["short_validation_error"] for r in rows], [r["validation_error"] for r in rows])
+        assert check["spearman"] == pytest.approx(expected.statistic)
     grouping, allocation = log["stages"]
     # on 6 layers uniform and decreasing both give groups [2, 2, 1, 1]: one option, raced once
     assert grouping["aliases"] == {"decreasing": "uniform"}

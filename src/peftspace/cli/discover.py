@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from peftspace.cli._common import (BUCKET_WINDOW, DATA_DIR, FAST_DROPOUT, FROZEN_BOTTOM, MODEL, PRECISION, SCORE_VALIDATION,
-                                   STORAGE, app, console, make_schedule, quiet_optuna)
+from peftspace.cli._common import (BUCKET_WINDOW, DATA_DIR, FAST_DROPOUT, FROZEN_BOTTOM, LR_MULTIPLIERS, MODEL, PRECISION,
+                                   SCORE_VALIDATION, STORAGE, app, console, make_schedule, parse_lr_multipliers, quiet_optuna)
 
 
 @app.command()
@@ -28,6 +28,13 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
              max_trials: int = typer.Option(None, "--max-trials", help="racing: a cap on the discovery's trials."),
              wait: bool = typer.Option(True, "--wait/--no-wait", help="With --workers 0: wait for workers elsewhere "
                                                                     "and make each look as their blocks finish."),
+             lora_scaling: str = typer.Option(None, "--lora-scaling", help="LoRA scaling in the start space: rslora "
+                                                                          "(racing default) | standard (paper default)."),
+             mid_validation: bool = typer.Option(None, "--mid-validation/--no-mid-validation",
+                                                 help="Score validation at each trial's midpoint (racing default: on)."),
+             fidelity_check: int = typer.Option(0, "--fidelity-check", help="Re-train K designs 3x longer at the end and "
+                                                                           "report the rank correlation (0: off)."),
+             lr_multipliers: str = LR_MULTIPLIERS,
              name: str = typer.Option(None, "--name", help="Discovery name (default discover-MODEL-TASKS)."),
              storage: str = STORAGE, out: Path = typer.Option(None, "--out", help="Where decisions.json and the design go."),
              workers: int = typer.Option(1, help="Local worker processes (0: workers started elsewhere)."), seed: int = 0,
@@ -45,7 +52,8 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
 
     quiet_optuna()
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window, frozen_bottom, fast_dropout, score_validation)
+                             precision, bucket_window, frozen_bottom, fast_dropout, score_validation,
+                             lr_multipliers=parse_lr_multipliers(lr_multipliers, learning_rate))
     plan = {"alpha": alpha, "delta": delta, "max_blocks": max_blocks, "first_look": first_look, "look_every": look_every}
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
@@ -63,7 +71,8 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
                             candidates=tuple(candidates.split(",")) if candidates else ALL_SUBSETS, name=name, storage=storage,
                             out_dir=out, seed=seed, schedule=schedule, data_dir=data_dir, workers=workers, threads=threads,
                             confidence=confidence, progress=show, protocol=protocol, plan=plan, replicates=replicates,
-                            pool_size=pool_size, max_trials=max_trials, wait=wait)
+                            pool_size=pool_size, max_trials=max_trials, wait=wait, lora_scaling=lora_scaling,
+                            mid_validation=mid_validation, fidelity_check=fidelity_check)
     print_decisions(log)
 
 
@@ -93,6 +102,17 @@ def print_decisions(log: dict) -> None:
         used = (entry.get("trials") or {}).get("used", "")
         table.add_row(entry["stage"], entry["title"], options, str(entry["winner"]), verdict, str(used))
     console.print(table)
+    schedule = log.get("schedule") or {}
+    multipliers = {k: v for k, v in (schedule.get("lr_multipliers") or {}).items() if v != 1.0}
+    console.print(f"learning rate {schedule.get('learning_rate')}, per-strategy multipliers "
+                  f"{multipliers or 'none (all 1)'}; LoRA scaling {(log.get('start') or {}).get('options', {}).get('lora_scaling')}")
+    check = log.get("fidelity_result")
+    if check:
+        rho = check.get("spearman")
+        line = f"fidelity check ({check['designs']} designs, {check['factor']}x longer): " + \
+            (f"Spearman {rho:.2f}" if rho is not None else check.get("why", "not finished"))
+        console.print(("[yellow]warning[/yellow]: " if check.get("warning") else "") + line +
+                      (" < 0.8: decisions may depend on the schedule" if check.get("warning") else ""))
     for entry in log["stages"]:
         fidelity = entry.get("fidelity")
         if fidelity and fidelity.get("warning"):

@@ -24,7 +24,7 @@ recomputed from them with the same seeded bootstrap, so the same decisions come 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ COMPONENTS = ("grouping", "allocation", "tuned", "strategies")
 TITLES = {"grouping": "layer grouping", "allocation": "parameter allocation", "tuned": "tunable groups"}
 DISCOVERY_ATTR = "peftspace_discovery"
 DEFINITION_KEYS = ("model", "tasks", "samples_per_space", "seed", "schedule", "start", "components", "candidates", "confidence",
-                   "protocol", "plan", "replicates", "pool_size", "max_trials")
+                   "protocol", "plan", "replicates", "pool_size", "max_trials", "fidelity_check")
 
 
 def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpace | str = "S0",
@@ -44,7 +44,8 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
                   out_dir=None, seed: int = 0, schedule=None, data_dir=None, workers: int = 1, threads: int | None = None,
                   confidence: float = 0.95, heartbeat: Heartbeat = Heartbeat(), progress=None, protocol: str = "racing",
                   plan=None, replicates: int = 1, pool_size: int = 100, max_trials: int | None = None,
-                  wait: bool = False) -> dict:
+                  wait: bool = False, lora_scaling: str | None = None, mid_validation: bool | None = None,
+                  fidelity_check: int = 0) -> dict:
     """Run (or resume) a discovery and return its decision log.
 
     Args:
@@ -69,6 +70,13 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
         max_trials: a cap on the trials of the whole discovery (racing): each stage's races get at most an
             equal share of what is left, as blocks of their options.
         wait: with ``workers=0``, wait for workers elsewhere instead of returning ``"waiting"``.
+        lora_scaling: LoRA's scaling in the start space (racing default ``"rslora"``, alpha / sqrt(r): the
+            allocation stage changes LoRA ranks per layer, and under alpha / r a rank would also change
+            LoRA's effective step size); None keeps the start space's (paper default).
+        mid_validation: trials also score the validation split at their midpoint (racing default True), for
+            the per-stage fidelity correlation.
+        fidelity_check: re-train this many designs with a 3x longer schedule at the end and report the rank
+            correlation of short and long validation errors (``peftspace.discover.fidelity``).
 
     A stage whose designs are still waiting or running after the local workers stop (``workers=0``,
     or workers elsewhere still busy) ends the call with the log's ``status`` ``"waiting"``: start
@@ -101,6 +109,19 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
         raise SweepError(f"max_trials={max_trials!r} must be a positive integer")
     if protocol == "racing" and not schedule.score_validation:
         raise SweepError("the racing protocol decides on the validation split: drop --test-only (score_validation=False)")
+    if not isinstance(fidelity_check, int) or isinstance(fidelity_check, bool) or fidelity_check < 0:
+        raise SweepError(f"fidelity_check={fidelity_check!r} must be an integer >= 0 (0: no check)")
+    if protocol == "racing":
+        lora_scaling = lora_scaling or "rslora"
+        schedule = replace(schedule, mid_validation=True if mid_validation is None else mid_validation)
+    elif mid_validation:
+        schedule = replace(schedule, mid_validation=True)
+    if lora_scaling is not None:
+        from peftspace.design.options import LORA_SCALINGS
+
+        if lora_scaling not in LORA_SCALINGS:
+            raise SweepError(f"lora_scaling={lora_scaling!r} must be one of {list(LORA_SCALINGS)}")
+        space = space.restrict(space.name, options=replace(space.options, lora_scaling=lora_scaling))
     stages = tuple(stages.split(",") if isinstance(stages, str) else stages)
     unknown = [s for s in stages if s not in COMPONENTS]
     if unknown or not stages or len(set(stages)) != len(stages):
@@ -117,7 +138,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
                   "candidates": list(candidates), "confidence": confidence}
     if protocol == "racing":  # stored only for racing, so paper discoveries stored before it resume
         definition.update(protocol=protocol, plan=plan.to_dict(), replicates=replicates, pool_size=pool_size,
-                          max_trials=max_trials)
+                          max_trials=max_trials, fidelity_check=fidelity_check)
     log_study = _discovery_study(url, name, definition)
     log = {"name": name, **definition, "stages": [], "final_space": None, "final_design": None, "best": None, "status": "running"}
 
@@ -150,6 +171,14 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
             _save(log_study, log)
         log["final_space"] = space.to_dict()
         log["final_design"], log["final_rule"], log["best"] = _raced_final_design(url, log, space, backbone)
+        if fidelity_check:
+            from peftspace.discover.fidelity import fidelity_check as check
+
+            log["fidelity_result"], state = check(ctx, log, fidelity_check)
+            if state == "waiting":
+                log["status"] = "waiting"
+                _save(log_study, log)
+                return log
         log["status"] = "done"
         _save(log_study, log)
         _write_outputs(out, log)
