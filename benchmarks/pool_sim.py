@@ -2,6 +2,7 @@
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/pool_sim.py --runs 1000          # the table of the report
     ... --pool-size 140 --block-sizes none,2,3,4,8,140 --scenarios additive      # which blocking works best
+    ... --pool-size 140,150 --block-sizes 4,8 --max-blocks 15 --greedy-n ''      # a shorter final race, a larger pool
     ... --terms subsets                                                          # per-subset dummies instead
 
 Each run draws a truth (``peftspace.analysis.pool_search.draw_truth``: per group, the 15 subsets'
@@ -78,15 +79,18 @@ def main() -> None:
     parser.add_argument("--greedy-n", default="3,10", help="designs per subspace of the greedy search ('' for none)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from {list(SCENARIOS)}")
     parser.add_argument("--terms", default="methods", choices=("methods", "subsets"))
+    parser.add_argument("--finalists", type=int, default=3, help="options in the final race (the best predicted, and the recalled S4)")
+    parser.add_argument("--max-blocks", type=int, default=RacePlan.max_blocks, help="the final race's max_blocks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args()
 
-    model, plan = StageModel(), RacePlan()
+    model, plan = StageModel(), RacePlan(max_blocks=args.max_blocks)
     pools = [int(p) for p in args.pool_size.split(",")]
     blocks = [None if b == "none" else int(b) for b in args.block_sizes.split(",")]
     greedy = [int(n) for n in args.greedy_n.split(",") if n]
-    print(f"CPU: {cpu_model()}; model: {model}; plan: {plan.to_dict()}; terms: {args.terms}; runs: {args.runs}; seed: {args.seed}")
+    print(f"CPU: {cpu_model()}; model: {model}; plan: {plan.to_dict()}; finalists: {args.finalists}; terms: {args.terms}; "
+          f"runs: {args.runs}; seed: {args.seed}")
     header = (f"{'scenario':13} {'procedure':22} {'within d':>8} {'fit w/d':>7} {'oracle':>6} {'regret p50':>10} {'p90':>5} "
               f"{'trials p50':>10} {'p90':>4} {'max':>4} {'s':>5}")
     print(header + "\n" + "-" * len(header))
@@ -103,7 +107,8 @@ def main() -> None:
             for run, truth in enumerate(truths):
                 rng = np.random.default_rng([args.seed, s, run, k + 1])
                 if kind == "pool":
-                    results.append(simulate_pool_search(truth, model, size, plan, rng, block_size=block, terms=args.terms))
+                    results.append(simulate_pool_search(truth, model, size, plan, rng, block_size=block, terms=args.terms,
+                                                        finalists=args.finalists))
                 else:
                     results.append(simulate_greedy(truth, model, size, rng))
             row = summarize(results, plan.delta, oracle if kind == "pool" else None)

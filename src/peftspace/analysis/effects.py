@@ -15,9 +15,11 @@ indicators, so a linear term in it is exactly collinear with them. Any function 
 affine in ``|S|`` on the sizes the pool uses is collinear with the intercept and the indicators;
 ``[|S| >= 2]`` is affine on a set of sizes exactly when that set has at most two sizes (on
 ``{1, 2}`` it equals ``|S| - 1``) or lacks the singletons (then it is the constant 1). So the
-column is identified when the group's subsets include singletons and at least two other sizes:
-all 15 subsets of a balanced pool do (sizes 1 to 4), and :func:`fit_effects` checks the rank and
-names the columns that are not identified otherwise.
+column needs the group's subsets to include singletons and at least two other sizes. With all 15
+subsets (sizes 1 to 4, every method in every size) that suffices: ``c0 + sum_m c_m [m in S]`` equal
+to ``[|S| >= 2]`` on the singletons and pairs forces ``c_m = -1, c0 = 2``, which gives -1, not 1, on
+the triples. For shorter subset lists :func:`fit_effects` checks the rank of the pool's matrix and
+names the columns it does not identify.
 
 **Per-subset terms** (``terms="subsets"``): the alternative when a group's subsets do not act
 additively through their methods. Every group gets a dummy ``"G{g}={S}"`` for every allowed subset
