@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,15 +21,29 @@ class BestDesign:
     note: str | None = None
 
 
-def best_rows(sweeps: Iterable[SweepData], k: int) -> list[tuple[str, dict]]:
-    """The ``k`` finished trials of lowest error over ``sweeps``, as ``(study, row)``; ties by study, then trial."""
+RANKED_BY = ("error", "validation_error")
+
+
+def best_rows(sweeps: Iterable[SweepData], k: int, by: str = "error") -> list[tuple[str, dict]]:
+    """The ``k`` finished trials of lowest ``by`` over ``sweeps``, as ``(study, row)``; ties by study, then trial.
+
+    ``by``: ``"error"`` (the test error, the sweeps' objective) or ``"validation_error"`` (what a racing
+    discovery chooses by; trials without one come last).
+    """
+    if by not in RANKED_BY:
+        raise ValueError(f"by={by!r} must be one of {list(RANKED_BY)}")
     rows = [(sweep.study, row) for sweep in sweeps for row in sweep.trials]
-    return sorted(rows, key=lambda item: (item[1]["error"], item[0], item[1]["trial"]))[:max(0, k)]
+    return sorted(rows, key=lambda item: (_value(item[1], by), item[0], item[1]["trial"]))[:max(0, k)]
 
 
-def best_designs(sweeps: Iterable[SweepData], model: str, k: int = 5) -> list[BestDesign]:
-    """The ``k`` best designs over ``sweeps`` with their plans on ``model``'s config (see :class:`Planner`)."""
-    rows = best_rows(sweeps, k)
+def _value(row: dict, by: str) -> float:
+    value = row.get(by)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.inf
+
+
+def best_designs(sweeps: Iterable[SweepData], model: str, k: int = 5, *, by: str = "error") -> list[BestDesign]:
+    """The ``k`` best designs over ``sweeps`` by ``by`` with their plans on ``model``'s config (see :class:`Planner`)."""
+    rows = best_rows(sweeps, k, by)
     planner = Planner(model) if rows else None
     return [BestDesign(rank, study, row, *planner.plan(row.get("design"))) for rank, (study, row) in enumerate(rows, start=1)]
 

@@ -7,6 +7,7 @@ the ones the discovery recorded); :mod:`peftspace.report.plots` only draws them 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from peftspace.sweep.store import SweepError
 NORMALIZED_BINS = 8  # log-spaced trainable-parameter bins of a complexity-normalized EDF
 EDF_Y = "cumulative fraction of designs"
 ERROR_X = "error (100 - mean task score)"
+VALIDATION_X = "validation error (100 - mean validation score)"
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,21 @@ class PlotRecord:
 
 
 @dataclass(frozen=True)
+class RaceData:
+    """What a racing stage shows beyond its log entry: its study, the designs that serve each raced option, its pool."""
+
+    study: SweepData | None  # with its outcomes; None while the stage study does not exist (or is not logged yet)
+    served: dict[str, list[dict]]  # raced option -> its complete designs (outcome rows) with a validation error
+    pool: SweepData | None = None  # the strategy stage's pool study
+
+
+@dataclass(frozen=True)
 class StageView:
     stage: dict
     edf: PlotRecord | None
     normalized: PlotRecord | None
     normalized_note: str | None
+    race: RaceData | None = None  # racing stages only
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,7 @@ class DiscoveryView:
     stages: tuple[StageView, ...]
     best: tuple[BestDesign, ...]
     final_plan: tuple[object | None, str | None] = (None, None)  # the discovered design's plan, or why none
+    ranked_by: str = "error"  # the best designs' order: "error" (test) or "validation_error" (racing)
 
 
 @dataclass(frozen=True)
@@ -132,10 +145,11 @@ class _Plots:
     def __init__(self, folder: Path):
         self.folder, self.records = folder, []
 
-    def draw(self, kind: str, owner: str, stage: str | None, curves: dict[str, Curve], title: str, edges=None) -> PlotRecord:
+    def draw(self, kind: str, owner: str, stage: str | None, curves: dict[str, Curve], title: str, edges=None, *,
+             xlabel: str = ERROR_X) -> PlotRecord:
         name = f"{len(self.records) + 1:02d}-{_slug(owner)}{'-' + _slug(stage) if stage else ''}-{kind}.png"
         ylabel = EDF_Y if edges is None else "fraction of designs, reweighted"
-        drawn = draw_steps(self.folder / name, curves, title=title, xlabel=ERROR_X, ylabel=ylabel)
+        drawn = draw_steps(self.folder / name, curves, title=title, xlabel=xlabel, ylabel=ylabel)
         record = PlotRecord(name, kind, owner, stage, {k: (x, y) for k, (x, y, _) in drawn.items()},
                             {k: label for k, (_, _, label) in drawn.items()}, edges)
         self.records.append(record)
@@ -151,11 +165,14 @@ def _discovery(plots: _Plots, data: DiscoveryData, top: int) -> DiscoveryView:
     model = data.record.get("model") or next((s.definition.get("model") for s in data.sweeps.values()), "")
     final = data.record.get("final_design")
     final_plan = Planner(model).plan(final) if isinstance(final, dict) else (None, None)
-    return DiscoveryView(data, stages, tuple(best_designs(data.sweeps.values(), model, top)), final_plan)
+    by = "validation_error" if data.record.get("protocol") == "racing" else "error"  # racing chooses by validation error
+    return DiscoveryView(data, stages, tuple(best_designs(data.sweeps.values(), model, top, by=by)), final_plan, by)
 
 
 def _stage(plots: _Plots, data: DiscoveryData, stage: dict) -> StageView:
     """The EDF of every option with finished designs, and their normalized EDFs over shared bins."""
+    if stage.get("protocol") == "racing":
+        return _racing_stage(plots, data, stage)
     label = str(stage.get("stage", "?"))
     sweeps = {}
     for option, entry in (stage.get("options") or {}).items():
@@ -165,18 +182,52 @@ def _stage(plots: _Plots, data: DiscoveryData, stage: dict) -> StageView:
     if not sweeps:
         return StageView(stage, None, None, None)
     winner = stage.get("winner")
-    title = f"{data.name}: {label} {stage.get('title') or stage.get('component') or ''}".strip()
+    values = {option: (sweep.errors, [row.get("trainable") for row in sweep.trials]) for option, sweep in sweeps.items()}
+    labels = {option: _label(option, len(sweep.trials), winner) for option, sweep in sweeps.items()}
+    return StageView(stage, *_curves(plots, data.name, stage, values, labels, "errors", ERROR_X))
+
+
+def _racing_stage(plots: _Plots, data: DiscoveryData, stage: dict) -> StageView:
+    """A racing stage: the EDF of each raced option's validation errors (what the race decided on), over the
+    complete designs of the stage study that serve the option (a design two options share counts for both)."""
+    study = data.sweeps.get(stage.get("study"))
+    raced = list(stage.get("raced") or stage.get("options") or ())
+    served = {option: raced_rows(study.outcomes if study else (), option) for option in raced}
+    race = RaceData(study, served, data.sweeps.get((stage.get("pool") or {}).get("study")))
+    values = {option: ([r["validation_error"] for r in rows], [r.get("trainable") for r in rows])
+              for option, rows in served.items() if rows}
+    if not values:
+        return StageView(stage, None, None, None, race)
+    aliases = stage.get("aliases") or {}
+    labels = {option: _label(option, len(values[option][0]), stage.get("winner"),
+                             [a for a, r in aliases.items() if r == option]) for option in values}
+    return StageView(stage, *_curves(plots, data.name, stage, values, labels, "validation errors", VALIDATION_X), race)
+
+
+def raced_rows(outcomes, option: str) -> list[dict]:
+    """The complete designs of a racing stage's study that serve ``option`` and have a validation error."""
+    return [r for r in outcomes if r.get("state") == "complete" and option in (r.get("options") or ())
+            and isinstance(r.get("validation_error"), (int, float)) and math.isfinite(r["validation_error"])]
+
+
+def _curves(plots: _Plots, owner: str, stage: dict, values: dict[str, tuple[list, list]], labels: dict[str, str],
+            what: str, xlabel: str):
+    """``(edf plot, normalized plot, why no normalized plot)`` of ``option -> (errors, trainable counts)``."""
+    label = str(stage.get("stage", "?"))
+    title = f"{owner}: {label} {stage.get('title') or stage.get('component') or ''}".strip()
+    winner = stage.get("winner")
     curves = {}
-    for option, sweep in sweeps.items():
-        x, y = edf(sweep.errors)
-        curves[option] = Curve(x, y, _label(option, sweep, winner), option == winner)
-    edf_plot = plots.draw("edf", data.name, label, curves, f"{title}: EDF of errors")
-    normalized, note = _normalized(plots, data.name, label, title, sweeps, winner)
-    return StageView(stage, edf_plot, normalized, note)
+    for option, (errors, _) in values.items():
+        x, y = edf(errors)
+        curves[option] = Curve(x, y, labels[option], option == winner)
+    edf_plot = plots.draw("edf", owner, label, curves, f"{title}: EDF of {what}", xlabel=xlabel)
+    normalized, note = _normalized(plots, owner, label, title, values, labels, winner, what, xlabel)
+    return edf_plot, normalized, note
 
 
-def _normalized(plots: _Plots, owner: str, stage: str, title: str, sweeps: dict[str, SweepData], winner):
-    counts = {option: [row.get("trainable") for row in sweep.trials] for option, sweep in sweeps.items()}
+def _normalized(plots: _Plots, owner: str, stage: str, title: str, values: dict[str, tuple[list, list]], labels, winner,
+                what: str, xlabel: str):
+    counts = {option: counts for option, (_, counts) in values.items()}
     flat = [c for values in counts.values() for c in values]
     if any(not isinstance(c, (int, float)) or not c > 0 for c in flat):
         return None, "no complexity-normalized EDF: some finished designs have no positive trainable-parameter count"
@@ -184,17 +235,19 @@ def _normalized(plots: _Plots, owner: str, stage: str, title: str, sweeps: dict[
         return None, f"no complexity-normalized EDF: every design trains the same number of parameters ({flat[0]:,})"
     edges = shared_log_edges(flat)
     curves = {}
-    for option, sweep in sweeps.items():
-        result = normalized_edf(sweep.errors, counts[option], bins=edges)
-        curves[option] = Curve(result.x, result.F, _label(option, sweep, winner), option == winner)
+    for option, (errors, _) in values.items():
+        result = normalized_edf(errors, counts[option], bins=edges)
+        curves[option] = Curve(result.x, result.F, labels[option], option == winner)
+    of = "" if what == "errors" else f" of {what}"
     record = plots.draw("normalized-edf", owner, stage, curves,
-                        f"{title}: complexity-normalized EDF ({len(edges) - 1} log bins of trainable parameters, shared)",
-                        edges)
+                        f"{title}: complexity-normalized EDF{of} ({len(edges) - 1} log bins of trainable parameters, shared)",
+                        edges, xlabel=xlabel)
     return record, None
 
 
-def _label(option: str, sweep: SweepData, winner) -> str:
-    return f"{option} (n={len(sweep.trials)}{', winner' if option == winner else ''})"
+def _label(option: str, n: int, winner, aliases=()) -> str:
+    same = f" (= {', '.join(aliases)})" if aliases else ""
+    return f"{option}{same} (n={n}{', winner' if option == winner else ''})"
 
 
 def _sweep(plots: _Plots, data: SweepData, top: int) -> SweepView:

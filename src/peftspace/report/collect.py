@@ -2,9 +2,11 @@
 
 A **sweep** is an Optuna study with the user attr ``peftspace_sweep`` (its definition). A
 **discovery** is an Optuna study without trials whose user attr ``peftspace_discovery`` holds the
-record of a stage-wise narrowing; each option of each stage names a sweep study in the same store.
-The record may belong to a discovery still running: a stage may have no ranking yet, and an
-option's study may not exist yet.
+record of a stage-wise narrowing. Under the paper protocol each option of each stage names a sweep
+study in the same store; under the racing protocol a stage names one sweep study (``study``) that
+holds every block's designs, and the strategy stage also names its pool (``studies``). The record
+may belong to a discovery still running: a stage may have no ranking or race yet, and a study may
+not exist yet.
 
 Nothing here writes to the store; a store file that does not exist is an error, never created.
 """
@@ -22,12 +24,17 @@ DISCOVERY_ATTR = "peftspace_discovery"
 
 @dataclass(frozen=True)
 class SweepData:
-    """One sweep as plain data: its definition, its COMPLETE trials (``finished_trials``) and ``sweep_status``."""
+    """One sweep as plain data: its definition, its COMPLETE trials (``finished_trials``) and ``sweep_status``.
+
+    ``outcomes``: one ``design_outcomes`` row per design (with the extras it was queued with, such as
+    a racing design's ``block`` and ``options``), read for the studies of racing stages only.
+    """
 
     study: str
     definition: dict
     trials: tuple[dict, ...]
     status: dict
+    outcomes: tuple[dict, ...] = ()
 
     @property
     def errors(self) -> list[float]:
@@ -46,6 +53,18 @@ class DiscoveryData:
         """Every option study the record names, in stage order (present in the store or not)."""
         return [option["study"] for stage in self.record.get("stages") or ()
                 for option in (stage.get("options") or {}).values() if option.get("study")]
+
+    def racing_studies(self) -> list[str]:
+        """The studies of racing stages: each stage's ``study`` (its race) and ``studies`` (a pool and its final race)."""
+        found = []
+        for stage in self.record.get("stages") or ():
+            if stage.get("protocol") == "racing":
+                found += [s for s in (stage.get("study"), *(stage.get("studies") or ())) if isinstance(s, str) and s]
+        return list(dict.fromkeys(found))
+
+    def member_studies(self) -> list[str]:
+        """Every study the record names, in stage order, without repeats (present in the store or not)."""
+        return list(dict.fromkeys([*self.option_studies(), *self.racing_studies()]))
 
 
 @dataclass(frozen=True)
@@ -114,19 +133,21 @@ def collect(storage: str, studies: list[str] | None = None) -> StoreData:
         wanted_sweeps = [n for n in dict.fromkeys(studies) if n in sweeps and n not in discoveries]
     found = []
     for name in wanted_discoveries:
-        record = discoveries[name]
-        members = DiscoveryData(name, record).option_studies()
-        found.append(DiscoveryData(name, record, {s: read_sweep(url, s) for s in dict.fromkeys(members) if s in sweeps}))
+        bare = DiscoveryData(name, discoveries[name])
+        racing = set(bare.racing_studies())
+        found.append(DiscoveryData(name, bare.record, {s: read_sweep(url, s, outcomes=s in racing)
+                                                       for s in bare.member_studies() if s in sweeps}))
     if wanted_sweeps is None:
-        taken = {s for d in found for s in d.option_studies()}
+        taken = {s for d in found for s in d.member_studies()}
         wanted_sweeps = [n for n in sorted(sweeps) if n not in taken and n not in discoveries]
     return StoreData(url, tuple(found), tuple(read_sweep(url, name) for name in wanted_sweeps))
 
 
-def read_sweep(url: str, study: str) -> SweepData:
-    from peftspace.sweep.status import finished_trials, sweep_status
+def read_sweep(url: str, study: str, *, outcomes: bool = False) -> SweepData:
+    """A sweep's :class:`SweepData`; ``outcomes``: also its ``design_outcomes`` rows."""
+    from peftspace.sweep.status import design_outcomes, finished_trials, sweep_status
 
     status = sweep_status(url, study)
     rows = [row for row in finished_trials(url, study) if isinstance(row["error"], (int, float)) and math.isfinite(row["error"])]
-    return SweepData(study, status["definition"], tuple(rows), status)
+    return SweepData(study, status["definition"], tuple(rows), status, tuple(design_outcomes(url, study)) if outcomes else ())
 

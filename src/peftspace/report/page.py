@@ -62,39 +62,76 @@ def image(record, alt: str) -> str:
 # ------------------------------------------------------------------------------------ discovery
 def discovery_section(view, anchor: str) -> str:
     record, name = view.data.record, view.data.name
-    best = record.get("best")
-    picked = (f"{e(best.get('study'))}, trial {count(best.get('trial'))}, error {e(_fmt(best.get('error')))}"
-              if isinstance(best, dict) else '<span class="muted">not yet</span>')
-    header = definition_list([
+    racing = record.get("protocol") == "racing"
+    header = definition_list(_racing_header(record) if racing else [
         ("model", e(record.get("model", "?"))), ("tasks", e(", ".join(record.get("tasks") or []))),
         ("samples per space", count(record.get("samples_per_space"))), ("seed", e(record.get("seed", "?"))),
         ("schedule", schedule_summary(record.get("schedule"))), ("status", f"<strong>{e(record.get('status', '?'))}</strong>"),
         ("start space", _space_name(record.get("start"))), ("final space", _space_name(record.get("final_space"))),
-        ("discovery's best", picked), ("final design", e(record.get("final_rule") or "not yet"))])
+        ("discovery's best", _picked(record.get("best"), False)), ("final design", e(record.get("final_rule") or "not yet"))])
     parts = [f'<section class="discovery" id="{anchor}"><h2>Discovery {e(name)}</h2>', header]
-    finished = {str(s.stage.get("stage", "?")): _finished(view.data, s.stage) for s in view.stages}
-    parts += ["<h3>Decision table</h3>",
-              '<p class="muted">Options by mean error (recorded ranking: bootstrap CI of the mean, KS test against the best). '
-              "The verdict is decided when the interval of the runner-up's minus the best's mean error excludes 0.</p>",
-              decision_table(view.stages, finished)]
+    finished = {str(s.stage.get("stage", "?")): _finished(view.data, s) for s in view.stages}
+    parts += ["<h3>Decision table</h3>", f'<p class="muted">{DECISION_NOTE}</p>', decision_table(view.stages, finished)]
     parts += [stage_block(view.data, s, finished[str(s.stage.get("stage", "?"))]) for s in view.stages]
     final = record.get("final_design")
     if isinstance(final, dict):
         parts += ["<h3>Discovered design</h3>", design_block(final, *view.final_plan, None, f"{anchor}-final")]
-    parts.append(best_block(view.best, list(record.get("tasks") or []), anchor))
+    parts.append(best_block(view.best, list(record.get("tasks") or []), anchor, view.ranked_by))
     return "\n".join(parts) + "</section>"
 
 
-def _finished(data, stage: dict) -> dict[str, int]:
-    sweeps = {option: data.sweeps.get(entry.get("study")) for option, entry in (stage.get("options") or {}).items()}
+DECISION_NOTE = (
+    "Paper protocol stages: options by mean error (recorded ranking: bootstrap CI of the mean, KS test against the best); "
+    "the verdict is decided when the interval of the runner-up's minus the best's mean error excludes 0. "
+    "Racing protocol stages: the distinct options (aliases, which build the same designs, beside them) race on paired "
+    "blocks and are judged on validation errors only; at each look, paired t-tests of every surviving pair with Holm's "
+    "correction eliminate the worse option of each rejected pair, so the family-wise error rate of eliminations over all "
+    "looks is at most alpha. The race stops decided (one option left), tie (the survivors are equivalent within delta) or "
+    "max_blocks (the survivors are a confidence set for the best); the verdict gives the winner rule and the last look's "
+    "intervals of the paired differences (at that look's level).")
+
+
+def _racing_header(record: dict) -> list[tuple[str, str]]:
+    plan = record.get("plan") or {}
+    shown = ", ".join(f"{k}={plan[k]}" for k in ("alpha", "delta", "max_blocks", "first_look", "look_every") if k in plan)
+    final = record.get("final_errors")
+    errors = (f"validation {_fmt(final.get('validation'))}, test {_fmt(final.get('test'))} (reported, not used for "
+              f"decisions; {e(final.get('study'))}, trial {count(final.get('trial'))})" if isinstance(final, dict) else None)
+    items = [("model", e(record.get("model", "?"))), ("tasks", e(", ".join(record.get("tasks") or []))),
+             ("protocol", "racing: paired blocks, error-controlled eliminations, decisions on validation errors"),
+             ("race plan", e(shown or "?")), ("replicates", count(record.get("replicates"))),
+             ("pool size", count(record.get("pool_size"))),
+             ("max trials", count(record.get("max_trials")) if record.get("max_trials") is not None else "no cap"),
+             ("seed", e(record.get("seed", "?"))), ("schedule", schedule_summary(record.get("schedule"))),
+             ("status", f"<strong>{e(record.get('status', '?'))}</strong>"), ("start space", _space_name(record.get("start"))),
+             ("final space", _space_name(record.get("final_space"))), ("discovery's best", _picked(record.get("best"), True)),
+             ("final design", e(record.get("final_rule") or "not yet"))]
+    return items + ([("final design's errors", errors)] if errors else [])
+
+
+def _picked(best, by_validation: bool) -> str:
+    if not isinstance(best, dict):
+        return '<span class="muted">not yet</span>'
+    errors = (f"validation error {e(_fmt(best.get('validation_error')))}, test error {e(_fmt(best.get('error')))}"
+              if by_validation else f"error {e(_fmt(best.get('error')))}")
+    return f"{e(best.get('study'))}, trial {count(best.get('trial'))}, {errors}"
+
+
+def _finished(data, view) -> dict[str, int]:
+    if view.race is not None:
+        return {option: len(rows) for option, rows in view.race.served.items()}
+    sweeps = {option: data.sweeps.get(entry.get("study")) for option, entry in (view.stage.get("options") or {}).items()}
     return {option: len(sweep.trials) if sweep else 0 for option, sweep in sweeps.items()}
 
 
 def stage_block(data, view, finished: dict[str, int]) -> str:
     """A stage's progress per option, its EDF plot and its normalized EDF plot (or why there is none)."""
+    if view.race is not None:
+        from peftspace.report.racing import stage_block as racing_block
+
+        return racing_block(view, finished)
     stage = view.stage
-    label = f"{stage.get('stage', '?')}: {stage.get('title') or stage.get('component') or ''}"
-    parts = [f'<h3 id="{e(stage_id(stage))}">Stage {e(label)} <span class="muted">({e(stage.get("status", "?"))})</span></h3>']
+    parts = [stage_heading(stage)]
     items = []
     for option, entry in (stage.get("options") or {}).items():
         sweep = data.sweeps.get(entry.get("study"))
@@ -114,14 +151,26 @@ def stage_block(data, view, finished: dict[str, int]) -> str:
     if view.edf is None:
         parts.append('<p class="note">No option of this stage has finished designs yet: no plot.</p>')
         return "\n".join(parts)
-    parts.append(image(view.edf, f"EDF of errors, stage {stage.get('stage', '?')}"))
+    return "\n".join(parts + curves_block(view))
+
+
+def stage_heading(stage: dict, protocol: str = "") -> str:
+    label = f"{stage.get('stage', '?')}: {stage.get('title') or stage.get('component') or ''}"
+    status = e(stage.get("status", "?")) + (f", {e(protocol)}" if protocol else "")
+    return f'<h3 id="{e(stage_id(stage))}">Stage {e(label)} <span class="muted">({status})</span></h3>'
+
+
+def curves_block(view, what: str = "errors", caption: str = "") -> list[str]:
+    """A stage's EDF plot (with ``caption``), then its normalized EDF plot and shared bins, or why there is none."""
+    name, of = view.stage.get("stage", "?"), "" if what == "errors" else f" of {what}"
+    parts = [image(view.edf, f"EDF of {what}, stage {name}")] + ([caption] if caption else [])
     if view.normalized is not None:
         edges = ", ".join(f"{edge:,.0f}" for edge in view.normalized.edges)
-        parts.append(image(view.normalized, f"complexity-normalized EDF, stage {stage.get('stage', '?')}"))
+        parts.append(image(view.normalized, f"complexity-normalized EDF{of}, stage {name}"))
         parts.append(f'<p class="muted">Shared bin edges (trainable parameters) for every option: {e(edges)}</p>')
     elif view.normalized_note:
         parts.append(f'<p class="muted">{e(view.normalized_note)}</p>')
-    return "\n".join(parts)
+    return parts
 
 
 def _fmt(value) -> str:
@@ -147,13 +196,19 @@ def sweep_section(view, anchor: str) -> str:
 
 
 # --------------------------------------------------------------------------------- best designs
-def best_block(best, tasks: list[str], anchor: str) -> str:
-    """The best designs' table, then each design with its per-layer plan (or its JSON and a note)."""
+def best_block(best, tasks: list[str], anchor: str, by: str = "error") -> str:
+    """The best designs' table, then each design with its per-layer plan (or its JSON and a note).
+
+    ``by``: what they are ranked by, ``"error"`` or ``"validation_error"`` (then both errors are shown).
+    """
+    what = "validation error" if by == "validation_error" else "error"
     if not best:
         return '<h3>Best designs</h3><p class="note">No finished designs yet.</p>'
-    parts = [f"<h3>Best designs (top {len(best)} by error)</h3>", best_table(best, tasks, f"{anchor}-design")]
+    parts = [f"<h3>Best designs (top {len(best)} by {what})</h3>", best_table(best, tasks, f"{anchor}-design", by)]
     for b in best:
-        parts.append(f'<section class="design" id="{e(anchor)}-design-{b.rank}"><h4>#{b.rank}: error {_fmt(b.row["error"])} '
+        errors = (f"validation error {_fmt(b.row.get('validation_error'))}, test error {_fmt(b.row['error'])}"
+                  if by == "validation_error" else f"error {_fmt(b.row['error'])}")
+        parts.append(f'<section class="design" id="{e(anchor)}-design-{b.rank}"><h4>#{b.rank}: {errors} '
                      f'<span class="muted">({e(b.study)}, trial {count(b.row.get("trial"))})</span></h4>')
         parts.append(design_block(b.row.get("design"), b.plan, b.note, b.row.get("trainable"), f"{anchor}-{b.rank}"))
         parts.append("</section>")

@@ -43,21 +43,25 @@ DECISION_HEADER = ("stage", "component", "option", "n", "mean error [CI]", "medi
 
 
 def decision_table(stages, finished: dict[str, dict[str, int]]) -> str:
-    """One block of rows per stage: its options by mean error, the winner and the verdict.
+    """One block of rows per stage: its options by mean error (a racing stage: as raced), the winner and the verdict.
 
-    ``finished`` maps stage -> option -> designs finished now (for options the ranking does not hold).
+    ``finished`` maps stage -> option -> designs finished now (for options the ranking does not hold;
+    a racing stage: the designs that serve the option).
     """
+    from peftspace.report import racing
+
     body = []
     for view in stages:
         stage = view.stage
         name = str(stage.get("stage", "?"))
-        rows = _option_rows(stage, finished.get(name, {}))
+        raced = stage.get("protocol") == "racing"
+        rows = (racing.option_rows if raced else _option_rows)(stage, finished.get(name, {}))
         span = f' rowspan="{len(rows)}"'
         status = stage.get("status") or "?"
         first = [f'<td{span}><a href="#{e(stage_id(stage))}">{e(name)}</a><br><span class="muted">{e(status)}</span></td>',
                  f'<td{span}>{e(stage.get("component", ""))}<br><span class="muted">{e(stage.get("title", ""))}</span></td>']
         last = [f'<td{span} class="winner-name">{e(stage["winner"]) if stage.get("winner") else DASH}</td>',
-                f'<td{span} class="verdict">{verdict_text(stage)}</td>']
+                f'<td{span} class="verdict">{(racing.verdict_text if raced else verdict_text)(stage)}</td>']
         for i, (option, cells) in enumerate(rows):
             attrs = ' class="winner"' if option == stage.get("winner") else ""
             body.append(row((first if i == 0 else []) + cells + (last if i == 0 else []), attrs=attrs))
@@ -71,7 +75,7 @@ def _option_rows(stage: dict, finished: dict[str, int]) -> list[tuple[str, list[
     for name, o in ranked.items():
         ci = o.get("mean_ci") or {}
         rows.append((name, [e(name), count(o.get("n")), f"{num(o.get('mean'))} [{num(ci.get('low'))}, {num(ci.get('high'))}]",
-                            num(o.get("median")), num(o.get("ks_vs_best"), 3), _p(o.get("ks_p_vs_best"))]))
+                            num(o.get("median")), num(o.get("ks_vs_best"), 3), p_value(o.get("ks_p_vs_best"))]))
     for name in stage.get("options") or {}:
         if name not in ranked:
             n = finished.get(name, 0)
@@ -80,7 +84,7 @@ def _option_rows(stage: dict, finished: dict[str, int]) -> list[tuple[str, list[
     return rows or [("", ['<td colspan="6" class="muted">no options</td>'])]
 
 
-def _p(value) -> str:
+def p_value(value) -> str:
     return DASH if not isinstance(value, (int, float)) else f"{value:.3g}"
 
 
@@ -105,14 +109,17 @@ def stage_id(stage: dict) -> str:
 
 
 # ------------------------------------------------------------------------------ best designs
-def best_table(best, tasks: list[str], anchor: str) -> str:
+def best_table(best, tasks: list[str], anchor: str, by: str = "error") -> str:
     """Rank (linking to ``{anchor}-{rank}``), error, per-task scores, average score, trainable parameters,
-    study, trial, design index."""
-    header = ("rank", "error", *(f"{t} score" for t in tasks), "average score", "trainable", "study", "trial", "design index")
+    study, trial, design index. Ranked by validation error (``by``), the validation error comes first and
+    the test error is called so."""
+    errors = ("validation error", "test error") if by == "validation_error" else ("error",)
+    header = ("rank", *errors, *(f"{t} score" for t in tasks), "average score", "trainable", "study", "trial", "design index")
     body = []
     for b in best:
         scores = b.row.get("scores") or {}
-        body.append(row([f'<a href="#{e(anchor)}-{b.rank}">{b.rank}</a>', num(b.row["error"]),
+        shown = [num(b.row.get("validation_error"))] if by == "validation_error" else []
+        body.append(row([f'<a href="#{e(anchor)}-{b.rank}">{b.rank}</a>', *shown, num(b.row["error"]),
                          *(num(scores.get(t)) for t in tasks), num(b.row.get("average_score")), count(b.row.get("trainable")),
                          e(b.study), count(b.row.get("trial")), count(b.row.get("design_index"))]))
     return table("best", header, body)
