@@ -112,3 +112,28 @@ def test_racing_refuses_test_only_and_bad_plans(tmp_path, data_dir, tiny):
         run_discovery("minilm", "rte", 2, storage=store, protocol="fast")
     with pytest.raises(SweepError, match="replicates"):
         run_discovery("minilm", "rte", 2, storage=store, replicates=0)
+
+
+@pytest.mark.parametrize("flag, value, named", [
+    ("--protocol", "fast", "protocol"), ("--alpha", "2", "alpha"), ("--delta", "-1", "delta"), ("--max-blocks", "0", "max_blocks"),
+    ("--first-look", "1", "first_look"), ("--look-every", "0", "look_every"), ("--replicates", "0", "replicates"),
+    ("--pool-size", "3", "pool_size"), ("--max-trials", "0", "max_trials"), ("--fidelity-check", "-1", "fidelity_check"),
+    ("--lora-scaling", "cubic", "lora_scaling"), ("--lr-multipliers", "P=-1", "P"),
+])
+def test_every_racing_flag_has_a_clear_error(flag, value, named, tmp_path, run_cli):
+    code, printed = run_cli("discover", "--tasks", "rte", "--storage", f"sqlite:///{tmp_path}/x.db", flag, value)
+    assert code == 2 and "Traceback" not in printed and named in printed, printed
+
+
+def test_max_trials_gives_each_stage_an_equal_share_of_what_is_left():
+    from peftspace.discover import _budgeted
+
+    plan = RacePlan()
+    log = {"stages": [{"component": "grouping", "trials": {"used": 0}}]}
+    assert _budgeted(plan, None, log, 4, 1) is plan
+    assert _budgeted(plan, 200, log, 4, 1).max_blocks == 10  # 200 / 4 stages = 50 trials, over 5 groupings
+    log = {"stages": [{"component": "grouping", "trials": {"used": 50}}, {"component": "allocation"}]}
+    assert _budgeted(plan, 200, log, 3, 1).max_blocks == 16  # (200 - 50) / 3 = 50 over 3 allocations
+    assert _budgeted(plan, 200, log, 3, 2).max_blocks == 8  # two replicates per design
+    tight = _budgeted(plan, 12, log, 3, 1)
+    assert tight.max_blocks == 2 and tight.first_look == 2  # never fewer than two blocks
