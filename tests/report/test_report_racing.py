@@ -232,3 +232,28 @@ def test_a_racing_stage_still_waiting_and_one_not_yet_raced_render(race_store, t
                                            "blocks every survivor ran"]
     assert "<dt>next look</dt><dd>at 6 blocks</dd>" in html and "Fidelity (mid-training vs final validation errors): not computed" in html
     assert rows[4][:3] == ["S2 running", "strategies strategy assignment", "no options"]
+
+
+def test_the_fidelity_check_is_shown_belongs_to_the_discovery_and_is_not_ranked(race_store, tmp_path, parse):
+    from racing_builder import finish_all
+    from store_builder import TINY
+
+    from peftspace.design import Design
+    from peftspace.design.space import DesignSpace
+    from peftspace.sweep.sweep import queue_sweep
+
+    url = f"sqlite:///{shutil.copy(race_store.path, tmp_path / 'checked.db')}"
+    record = race_store.record
+    designs = [Design.from_dict(record["best"]["design"])] * 3
+    queue_sweep(DesignSpace.from_dict(record["final_space"]), "minilm", ["rte"], None, 0, url, f"{RACE}/fidelity", TINY,
+                designs=designs, extras=[{"short_validation_error": 18.0 + i} for i in range(3)])
+    finish_all(url, f"{RACE}/fidelity", {i: (5.0 + i, 6.0, 5.0, 2500) for i in range(3)})  # longer: far lower errors
+    check = {"study": f"{RACE}/fidelity", "factor": 3, "designs": 3, "finished": 3, "spearman": 0.5, "warning": True}
+    optuna.load_study(study_name=RACE, storage=open_storage(url)).set_user_attr("peftspace_discovery",
+                                                                                 {**record, "fidelity_result": check})
+    html = build_report(url, tmp_path / "out").index.read_text()
+    assert "<h2>Sweep " not in html  # the check's study belongs to the discovery
+    assert ('<span class="note">warning: 3 designs re-trained 3x longer in <code>race/fidelity</code> (not ranked among the '
+            "best designs): Spearman correlation of short and long validation errors 0.50 over 3 designs, below 0.8") in html
+    [best] = [t for t in parse(html).tables if t["class"] == "best"]
+    assert f"{RACE}/fidelity" not in {r["cells"][6] for r in best["rows"][1:]} and best["rows"][1]["cells"][1] == "18.00"

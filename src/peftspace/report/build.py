@@ -166,7 +166,8 @@ def _discovery(plots: _Plots, data: DiscoveryData, top: int) -> DiscoveryView:
     final = data.record.get("final_design")
     final_plan = Planner(model).plan(final) if isinstance(final, dict) else (None, None)
     by = "validation_error" if data.record.get("protocol") == "racing" else "error"  # racing chooses by validation error
-    return DiscoveryView(data, stages, tuple(best_designs(data.sweeps.values(), model, top, by=by)), final_plan, by)
+    ranked = [s for name, s in data.sweeps.items() if name != data.check_study()]  # the check trains on a longer schedule
+    return DiscoveryView(data, stages, tuple(best_designs(ranked, model, top, by=by)), final_plan, by)
 
 
 def _stage(plots: _Plots, data: DiscoveryData, stage: dict) -> StageView:

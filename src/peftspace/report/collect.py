@@ -62,9 +62,16 @@ class DiscoveryData:
                 found += [s for s in (stage.get("study"), *(stage.get("studies") or ())) if isinstance(s, str) and s]
         return list(dict.fromkeys(found))
 
+    def check_study(self) -> str | None:
+        """The study of the discovery's fidelity check (its designs re-trained longer), if it has one."""
+        check = self.record.get("fidelity_result")
+        study = check.get("study") if isinstance(check, dict) else None
+        return study if isinstance(study, str) and study else None
+
     def member_studies(self) -> list[str]:
-        """Every study the record names, in stage order, without repeats (present in the store or not)."""
-        return list(dict.fromkeys([*self.option_studies(), *self.racing_studies()]))
+        """Every study the record names, in stage order (the fidelity check's last), without repeats (present in the
+        store or not)."""
+        return list(dict.fromkeys([*self.option_studies(), *self.racing_studies(), *filter(None, [self.check_study()])]))
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,23 @@ def _racing_header(record: dict) -> list[tuple[str, str]]:
              ("status", f"<strong>{e(record.get('status', '?'))}</strong>"), ("start space", _space_name(record.get("start"))),
              ("final space", _space_name(record.get("final_space"))), ("discovery's best", _picked(record.get("best"), True)),
              ("final design", e(record.get("final_rule") or "not yet"))]
-    return items + ([("final design's errors", errors)] if errors else [])
+    items += [("final design's errors", errors)] if errors else []
+    check = record.get("fidelity_result")
+    return items + ([("fidelity check", _check(check))] if isinstance(check, dict) else [])
+
+
+def _check(check: dict) -> str:
+    """The fidelity check: designs re-trained longer, and the rank correlation of short and long validation errors."""
+    rho = check.get("spearman")
+    text = (f"{count(check.get('designs'))} designs re-trained {e(check.get('factor', '?'))}x longer in "
+            f"<code>{e(check.get('study', '?'))}</code> (not ranked among the best designs): ")
+    if not isinstance(rho, (int, float)):
+        return text + f'<span class="muted">{e(check.get("why") or "not finished")}</span>'
+    text += (f"Spearman correlation of short and long validation errors {rho:.2f} over "
+             f"{count(check.get('finished'))} designs")
+    if check.get("warning"):
+        return f'<span class="note">warning: {text}, below 0.8: decisions may depend on the schedule</span>'
+    return text
 
 
 def _picked(best, by_validation: bool) -> str:
