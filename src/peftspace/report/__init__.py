@@ -5,7 +5,11 @@
 For each discovery: its settings, the decision table of its stages (options by mean error with the
 recorded bootstrap intervals, KS tests, winner and verdict), one EDF plot per stage (and the
 complexity-normalized EDF over shared bins when trainable counts vary), and its best designs with
-their per-layer plans. For each plain sweep: its EDF, its designs per state, its failures with their
+their per-layer plans. A racing discovery's stages show the EDF of each raced option's validation
+errors (what the race decided on; aliases beside their representative), every look's paired
+differences, the eliminations, the verdict and winner rule, the trials used, the survivors' test
+errors (reported only), the fidelity correlation and, for the strategy stage, its pool; its best
+designs are ranked by validation error. For each plain sweep: its EDF, its designs per state, its failures with their
 reasons, and its best designs. matplotlib draws on its Agg canvas; nothing global is switched.
 """
 
