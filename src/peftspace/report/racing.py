@@ -9,7 +9,7 @@ Differences are ``mean(error a - error b)`` over the blocks both ran: negative f
 
 from __future__ import annotations
 
-from peftspace.report.tables import DASH, count, e, num, p_value, row, stage_id, table
+from peftspace.report.tables import DASH, count, e, num, p_value, row, table
 
 FIDELITY_FLOOR = 0.8  # below it, mid-training validation errors rank designs unlike the final ones
 EDF_CAPTION = ('<p class="muted edf-caption">Racing decides on validation errors, so these are EDFs of validation errors: '
@@ -41,7 +41,8 @@ def names(options) -> str:
 
 def eliminations(race: dict | None) -> dict[str, tuple[dict, str]]:
     """option -> (the look that eliminated it, the option that beat it)."""
-    return {option: (look, by) for look in (race or {}).get("looks") or () for option, by in (look.get("eliminated") or {}).items()}
+    return {option: (look, by) for look in (race or {}).get("looks") or ()
+            for option, by in (look.get("eliminated") or {}).items()}
 
 
 def _pair(look: dict, one: str, other: str) -> dict | None:
