@@ -20,6 +20,15 @@ assignment's (exhaustive search over 15^4); ``fit within d``: the same for the f
 before the race; ``oracle``: for the effects model with unlimited data (the ceiling of any choice
 made through it); regret quantiles in error points; trials of pool and race together. Every
 procedure of a scenario runs on the same truths. torch-free.
+
+Measured (1,000 runs, seed 0, AMD EPYC, 2 shared cores): with the truth inside the model
+("additive"), 140 designs in blocks of 4 and the default race land within delta in 0.88 of runs
+(median 185 trials, at most 200); 150 in blocks of 4-8 with ``--max-blocks 15``: 0.89-0.91 (at most
+195); without blocks 0.13 (the context sd 7 swamps the effects); the greedy search 0.01 (N=3, 180
+trials) and 0.05 (N=10, 600). Blocks of 4-20 are alike, of 2 worse (0.75: too many block effects),
+one seed for the whole pool worse (0.80: failures then take the pool's worst). Away from the model
+the ceiling ("oracle") falls: 0.82 with a size effect beyond k>=2, 0.40 with subset terms and
+interactions of sd 0.5 in all, 0.16 with sd 0.5 for each pair of groups.
 """
 
 from __future__ import annotations
