@@ -137,3 +137,39 @@ def test_max_trials_gives_each_stage_an_equal_share_of_what_is_left():
     assert _budgeted(plan, 200, log, 3, 2).max_blocks == 8  # two replicates per design
     tight = _budgeted(plan, 12, log, 3, 1)
     assert tight.max_blocks == 2 and tight.first_look == 2  # never fewer than two blocks
+
+
+def test_the_strategy_stage_fits_one_balanced_pool_and_races_its_best_assignments(tmp_path, data_dir, tiny):
+    from collections import Counter
+
+    from peftspace.analysis.effects import assignment_matrix, best_assignments, fit_effects
+    from peftspace.design.space import ALL_SUBSETS, RECALLED_S4
+    from peftspace.discover import run_discovery
+
+    url = f"sqlite:///{tmp_path}/pool.db"
+    log = run_discovery("minilm", "rte", 2, start="S3", stages=("strategies",), name="pool", storage=url,
+                        out_dir=tmp_path / "out", schedule=tiny, data_dir=data_dir, workers=1, threads=1, pool_size=24,
+                        plan={"max_blocks": 2, "first_look": 2, "look_every": 2})
+    assert log["status"] == "done"
+    [entry] = log["stages"]
+    pool = design_outcomes(url, entry["pool"]["study"])
+    assert len(pool) == 24 and all(r["state"] == "complete" for r in pool)
+    for group in range(4):  # balanced: every subset 1 or 2 times in each group
+        counts = Counter(r["assignment"].split(",")[group] for r in pool)
+        assert set(counts) <= set(ALL_SUBSETS) and min(counts.values()) >= 1 and max(counts.values()) <= 2
+        assert all(r["design"]["strategies"][group] == r["assignment"].split(",")[group] for r in pool)
+    blocks = Counter(r["block"] for r in pool)
+    assert blocks == {0: 8, 1: 8, 2: 8} and all(len({r["seed"] for r in pool if r["block"] == b}) == 1 for b in blocks)
+    # the fit is OLS on the pool's validation errors with block effects (checked by lstsq on the same design matrix)
+    assignments = [tuple(r["assignment"].split(",")) for r in pool]
+    y = np.array([r["validation_error"] for r in pool])
+    X, _ = assignment_matrix(assignments, 4, [r["block"] for r in pool])
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    assert np.allclose(entry["pool"]["fit"]["coef"], coef, atol=1e-8)
+    fit = fit_effects(y, assignments, 4, [r["block"] for r in pool])
+    predicted = [",".join(a) for a, _ in best_assignments(fit, ALL_SUBSETS, top=2)]
+    assert [p["assignment"] for p in entry["pool"]["predicted"]] == predicted
+    assert list(entry["options"]) == predicted + [",".join(RECALLED_S4)] * (",".join(RECALLED_S4) not in predicted)
+    assert entry["winner"] in entry["options"] and entry["study"] == "pool/S1.final"
+    assert log["final_space"]["assignment"] == entry["winner"].split(",")
+    assert Design.load(tmp_path / "out" / "pool.yaml").strategies == tuple(entry["winner"].split(","))

@@ -24,7 +24,7 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
              first_look: int = typer.Option(5, "--first-look", help="racing: blocks before the first look."),
              look_every: int = typer.Option(5, "--look-every", help="racing: blocks between looks."),
              replicates: int = typer.Option(1, help="racing: seeds per design (its error is their mean)."),
-             pool_size: int = typer.Option(100, "--pool-size", help="racing: designs in the strategy stage's pool."),
+             pool_size: int = typer.Option(140, "--pool-size", help="racing: designs in the strategy stage's pool."),
              max_trials: int = typer.Option(None, "--max-trials", help="racing: a cap on the discovery's trials."),
              wait: bool = typer.Option(True, "--wait/--no-wait", help="With --workers 0: wait for workers elsewhere "
                                                                     "and make each look as their blocks finish."),

@@ -11,6 +11,8 @@ from peftspace.cli._common import (
     DATA_DIR,
     FAST_DROPOUT,
     FROZEN_BOTTOM,
+    LR_MULTIPLIERS,
+    MID_VALIDATION,
     MODEL,
     PRECISION,
     SCORE_VALIDATION,
@@ -18,6 +20,7 @@ from peftspace.cli._common import (
     app,
     console,
     make_schedule,
+    parse_lr_multipliers,
     quiet_optuna,
 )
 
@@ -59,7 +62,8 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
           retry_failed: bool = typer.Option(False, "--retry-failed", help="First re-queue designs that diverged or raised."),
           precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
           fast_dropout: bool = FAST_DROPOUT, score_validation: bool = SCORE_VALIDATION,
-          max_consecutive_failures: int = MAX_FAILURES) -> None:
+          max_consecutive_failures: int = MAX_FAILURES, lr_multipliers: str = LR_MULTIPLIERS,
+          mid_validation: bool = MID_VALIDATION) -> None:
     """Sample designs from a space, queue them in an Optuna study, train them with local workers (resumable)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -68,7 +72,8 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
     quiet_optuna()
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
                              precision, bucket_window, frozen_bottom, fast_dropout,
-                             score_validation)
+                             score_validation,
+                             lr_multipliers=parse_lr_multipliers(lr_multipliers, learning_rate), mid_validation=mid_validation)
     columns = (TextColumn("sweep"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         job = bar.add_task("sweep", total=samples, counts="")

@@ -43,7 +43,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
                   stages=COMPONENTS, candidates=ALL_SUBSETS, name: str | None = None, storage: str | None = None,
                   out_dir=None, seed: int = 0, schedule=None, data_dir=None, workers: int = 1, threads: int | None = None,
                   confidence: float = 0.95, heartbeat: Heartbeat = Heartbeat(), progress=None, protocol: str = "racing",
-                  plan=None, replicates: int = 1, pool_size: int = 100, max_trials: int | None = None,
+                  plan=None, replicates: int = 1, pool_size: int = 140, max_trials: int | None = None,
                   wait: bool = False, lora_scaling: str | None = None, mid_validation: bool | None = None,
                   fidelity_check: int = 0) -> dict:
     """Run (or resume) a discovery and return its decision log.
@@ -147,7 +147,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
         from peftspace.discover.racing import race_stage
 
         ctx = _Context(model, tasks, url, name, seed, schedule, data_dir, workers, threads, heartbeat, backbone, replicates,
-                       wait, progress)
+                       wait, progress, lambda: _save(log_study, log))
         for index, component in enumerate(stages):
             label = f"S{index + 1}"
             entry = {"stage": label, "component": component, "title": TITLES.get(component, "strategy assignment"),
@@ -245,6 +245,7 @@ class _Context:
     replicates: int
     wait: bool
     progress: object
+    save: object  # stores the log as it stands (a running stage's study and race are visible to report and status)
 
     def show(self, label: str, counts: dict, state=None) -> None:
         if self.progress is not None:

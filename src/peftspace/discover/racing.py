@@ -56,6 +56,7 @@ def race_stage(ctx, entry: dict, space, component: str, options: list[str], labe
     queue_sweep(space, ctx.model, ctx.tasks, len(designs), ctx.seed, ctx.url, study, ctx.schedule, heartbeat=ctx.heartbeat,
                 designs=designs, extras=extras)
     entry["study"] = study
+    ctx.save()
 
     def advance():
         outcomes = design_outcomes(ctx.url, study)
@@ -72,6 +73,8 @@ def race_stage(ctx, entry: dict, space, component: str, options: list[str], labe
         if time.monotonic() - last[0] >= LOOK_INTERVAL_S:
             last[0] = time.monotonic()
             state, _ = advance()
+            entry["race"] = state.to_dict()
+            ctx.save()
             ctx.show(label, counts, state)
 
     state, outcomes = advance()
