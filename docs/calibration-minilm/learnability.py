@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--max-eval-examples", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--test-only", action="store_true", help="score the test split only, as sweeps do")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -66,7 +68,8 @@ def main() -> None:
             if key in done:
                 continue
             schedule = Schedule(max_steps=args.steps, batch_size=args.batch_size, max_length=args.max_length,
-                                learning_rate=rate, max_eval_examples=args.max_eval_examples)
+                                learning_rate=rate, max_eval_examples=args.max_eval_examples,
+                                score_validation=not args.test_only)
             marks = {"start": time.perf_counter()}
 
             def progress(step, total, loss, marks=marks):
@@ -81,6 +84,7 @@ def main() -> None:
                 record["score_s"] = round(marks["end"] - marks["trained"], 2)
             with path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            record["load_average"] = os.getloadavg()
             print(f"{key}: {record['status']} validation {record.get('validation_score')} test {record.get('score')} "
                   f"baseline {baselines[task]['score']:.2f} wall {record['wall_time_s']:.1f} s (train {record.get('train_s')} s)", flush=True)
     (args.out / "baselines.json").write_text(json.dumps(baselines, indent=2) + "\n")
