@@ -1,5 +1,8 @@
 """Prefixes started at random vs from the backbone's keys and values of random vocabulary tokens, on SST-2.
 
+Runs at commit d747e40 only: ``Schedule.prefix_init`` was removed after this measurement (it did not help;
+see README.md here). ``git checkout d747e40 -- src`` in a scratch clone to rerun it.
+
     HF_HUB_OFFLINE=1 .venv/bin/python docs/calibration-minilm/prefix_init.py --rate RATE --out docs/calibration-minilm/prefix-init
 
 The ``prefix`` preset at ``--rate`` (the head at the base 1e-3, as calibrate trains it), the trial

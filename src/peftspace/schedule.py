@@ -16,8 +16,7 @@ FROZEN_BOTTOM_MODES = ("eval", "train", "off")
 BEFORE_SPEEDUPS = {"precision": "fp32", "bucket_window": 0, "frozen_bottom": "off", "fast_dropout": False}
 # Schedules stored before per-strategy learning rates and the midpoint score trained every strategy at
 # ``learning_rate`` and scored only at the end.
-BEFORE_CALIBRATION = {"lr_multipliers": {}, "mid_validation": False, "prefix_init": "random"}
-PREFIX_INITS = ("random", "tokens")
+BEFORE_CALIBRATION = {"lr_multipliers": {}, "mid_validation": False}
 STRATEGY_LETTERS = ("A", "P", "B", "L")
 
 
@@ -69,8 +68,6 @@ class Schedule:
     # head_learning_rate. Stored with every letter, so equal multipliers give equal schedules.
     lr_multipliers: dict = field(default_factory=_all_ones)
     mid_validation: bool = False  # also score the validation split after half the steps (record["mid_validation_score"])
-    # Prefixes start random (N(0, 1)) or from the backbone's keys and values of random vocabulary tokens (Li & Liang).
-    prefix_init: str = "random"
 
     def __post_init__(self):
         problems = lr_multiplier_problems(self.lr_multipliers)
@@ -80,8 +77,6 @@ class Schedule:
             problems.append(f"precision={self.precision!r} is not one of {list(PRECISIONS)}")
         if not isinstance(self.bucket_window, int) or self.bucket_window < 0:
             problems.append(f"bucket_window={self.bucket_window!r} must be an integer >= 0 (0 or 1: no bucketing)")
-        if self.prefix_init not in PREFIX_INITS:
-            problems.append(f"prefix_init={self.prefix_init!r} is not one of {list(PREFIX_INITS)}")
         if self.frozen_bottom not in FROZEN_BOTTOM_MODES:
             problems.append(f"frozen_bottom={self.frozen_bottom!r} is not one of {list(FROZEN_BOTTOM_MODES)}")
         for flag in ("fast_dropout", "score_validation", "mid_validation"):

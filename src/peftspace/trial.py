@@ -92,14 +92,11 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
     tokenizer = cache.tokenizer(backbone)
     fmt = make_format(format_name, data.spec, tokenizer, schedule.max_length, schedule.max_target_length)
     model, newly_initialized = cache.model(backbone, fmt.model_class(), fmt.model_kwargs())
-    # The trial's RNG stream, in this order: the head, the design's modules (prefix_init="tokens": then its tokens),
-    # then dropout.
+    # The trial's RNG stream, in this order: the head, the design's modules, then dropout.
     _initialize_head(model, newly_initialized)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     plan = peftspace.apply(model, design)
-    if schedule.prefix_init == "tokens":
-        _prefixes_from_tokens(model, tokenizer)
     if schedule.fast_dropout:
         use_fast_dropout(model)  # the trial's own copy: the same Bernoulli masks, drawn four per random number
     head = {id(p): p for p in fmt.head_parameters(model)}
@@ -209,26 +206,6 @@ def _train(model, fmt, data, encodings, train, schedule, seed, total, precision,
         if progress is not None:
             progress(step + 1, total, loss.item())
     return losses
-
-
-def _prefixes_from_tokens(model, tokenizer) -> None:
-    """Start the prefixes from the keys and values of random vocabulary tokens, drawn from the trial's stream.
-
-    Special and placeholder tokens (``[CLS]``, ``[unused7]``, ``<s>``) are never drawn.
-    """
-    import re
-
-    from peftspace.strategies import prefix
-    from peftspace.strategies._hooks import attached
-
-    lengths = [p.length for _, _, p in attached(model, prefix.Prefix)]
-    if not lengths:
-        return
-    special = set(tokenizer.all_special_ids)
-    vocabulary = sorted(i for token, i in tokenizer.get_vocab().items()
-                        if i not in special and not re.fullmatch(r"\[.*\]|<.*>", token))
-    picks = torch.randint(len(vocabulary), (max(lengths),))
-    prefix.initialize_from_tokens(model, torch.tensor(vocabulary)[picks].to(next(model.parameters()).device))
 
 
 def _initialize_head(model, newly_initialized: frozenset[str]) -> None:

@@ -133,51 +133,6 @@ def apply(block, size: int, options) -> list[nn.Module]:
     return modules
 
 
-@torch.no_grad()
-def initialize_from_tokens(model: nn.Module, token_ids: torch.Tensor) -> int:
-    """Start every prefix from the backbone's own keys and values of real tokens (Li & Liang, 2021).
-
-    Runs ``token_ids`` (one sequence, shape ``(n,)``, n at least the longest prefix) through ``model``
-    in eval mode with its prefixes switched off, captures each prefixed attention module's key and
-    value projections, and copies their first ``length`` positions into the module's prefix. Prefixes
-    the family's own attention reads (XLNet) and reparameterized ones keep their random start.
-    Returns how many prefixes were set.
-    """
-    from peftspace.families import blocks
-
-    prefixed = {id(target): prefix for target, _, prefix in attached(model, Prefix)
-                if prefix.base_implementation != "own" and not prefix.reparameterized}
-    attentions = [a for block in blocks(model) for a in block.attentions if id(a.module) in prefixed]
-    captured, handles = {}, []
-    for attention in attentions:
-        for role in ("k", "v"):
-            projection = attention.projections[role]
-
-            def keep(module, args, output, key=(id(attention.module), role), part=projection.out_slice):
-                captured[key] = output if part is None else output[..., part]
-            handles.append(projection.module.register_forward_hook(keep))
-    was_training, inputs = model.training, {"input_ids": token_ids[None]}
-    if getattr(model.config, "is_encoder_decoder", False):
-        inputs["decoder_input_ids"] = token_ids[None]
-    try:
-        for attention in attentions:  # the module's own config copy (apply made it) back to its base: no prefix
-            attention.module.config._attn_implementation_internal = prefixed[id(attention.module)].base_implementation
-        model.eval()
-        model(**inputs)
-    finally:
-        for attention in attentions:
-            attention.module.config._attn_implementation_internal = IMPLEMENTATION
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    for attention in attentions:
-        prefix = prefixed[id(attention.module)]
-        for role, tensor in (("k", prefix.keys), ("v", prefix.values)):
-            states = captured[(id(attention.module), role)][0, :prefix.length]  # (length, kv_heads * head_dim)
-            tensor.copy_(states.reshape(prefix.length, prefix.num_kv_heads, prefix.head_dim).transpose(0, 1))
-    return len(attentions)
-
-
 def merge(model: nn.Module) -> int:
     found = attached(model, Prefix)
     for _, _, prefix in found:
