@@ -106,15 +106,19 @@ def parse_lr_multipliers(value: str | None, learning_rate: float) -> dict | None
 
 def make_schedule(steps, epochs, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, format_,
                   precision="auto", bucket_window=50, frozen_bottom="off", fast_dropout=True,
-                  score_validation=True, *, lr_multipliers=None, mid_validation=False):
+                  score_validation=True, *, lr_multipliers=None, mid_validation=False, head_learning_rate=None):
     from peftspace.schedule import Schedule
 
     return Schedule(max_steps=None if epochs else steps, epochs=epochs or 1.0, batch_size=batch_size,
                     learning_rate=learning_rate, max_length=max_length, max_train_examples=max_train_examples,
                     max_eval_examples=max_eval_examples, format=format_, precision=precision, bucket_window=bucket_window,
                     frozen_bottom=frozen_bottom, fast_dropout=fast_dropout,
-                    score_validation=score_validation, lr_multipliers=lr_multipliers or {}, mid_validation=mid_validation)
+                    score_validation=score_validation, lr_multipliers=lr_multipliers or {}, mid_validation=mid_validation,
+                    head_learning_rate=head_learning_rate)
 
+
+HEAD_LEARNING_RATE = typer.Option(None, "--head-learning-rate", help="Learning rate of the task head (default: "
+                                                                     "--learning-rate); regression heads want more.")
 
 STORAGE = typer.Option(None, "--storage", help="Optuna storage URL: sqlite:///FILE.db or postgresql://user:pw@host/db.")
 

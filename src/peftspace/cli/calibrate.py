@@ -13,6 +13,7 @@ from peftspace.cli._common import (
     DATA_DIR,
     FAST_DROPOUT,
     FROZEN_BOTTOM,
+    HEAD_LEARNING_RATE,
     MODEL,
     PRECISION,
     app,
@@ -47,10 +48,10 @@ def calibrate(model: str = MODEL,
               strategies: str = typer.Option("A,P,B,L", "--strategies", help="Strategies to calibrate (each trains its preset)."),
               seed: int = 0, steps: int = 300, batch_size: int = 32,
               learning_rate: float = typer.Option(1e-3, help="The base rate: multipliers are relative to it; "
-                                                             "the head trains at it."),
+                                                             "the head trains at it unless --head-learning-rate."),
               max_length: int = 128, max_train_examples: int = None, max_eval_examples: int = None, budget: float = BUDGET,
               precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
-              fast_dropout: bool = FAST_DROPOUT,
+              fast_dropout: bool = FAST_DROPOUT, head_learning_rate: float = HEAD_LEARNING_RATE,
               out: Path = typer.Option(None, "--out", help="Directory for the runs (resumable) and calibration.json "
                                                            "(default runs/calibrate-MODEL-TASKS).")) -> None:
     """Train each strategy's preset on each task at each rate; choose each strategy's rate by mean validation score."""
@@ -63,7 +64,7 @@ def calibrate(model: str = MODEL,
     letters = [c for c in strategies if c not in ", "]  # A,P,B,L or APBL
     grid = parse_rates(rates)
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window, frozen_bottom, fast_dropout)
+                             precision, bucket_window, frozen_bottom, fast_dropout, head_learning_rate=head_learning_rate)
     out = out or Path("runs") / f"calibrate-{Path(model).name}-{tasks.replace(',', '+')}"
     result = run_calibration(model, tasks.split(","), schedule, rates=grid, strategies=letters, seed=seed, budget=budget,
                              data_dir=data_dir, out=out, progress=lambda key: console.print(f"run {key}"))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from peftspace.cli._common import (BUCKET_WINDOW, DATA_DIR, FAST_DROPOUT, FROZEN_BOTTOM, LR_MULTIPLIERS, MODEL, PRECISION,
+from peftspace.cli._common import (BUCKET_WINDOW, DATA_DIR, FAST_DROPOUT, FROZEN_BOTTOM, HEAD_LEARNING_RATE, LR_MULTIPLIERS,
+                                   MODEL, PRECISION,
                                    SCORE_VALIDATION, STORAGE, app, console, make_schedule, parse_lr_multipliers, quiet_optuna)
 
 
@@ -34,7 +35,7 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
                                                  help="Score validation at each trial's midpoint (racing default: on)."),
              fidelity_check: int = typer.Option(0, "--fidelity-check", help="Re-train K designs 3x longer at the end and "
                                                                            "report the rank correlation (0: off)."),
-             lr_multipliers: str = LR_MULTIPLIERS,
+             lr_multipliers: str = LR_MULTIPLIERS, head_learning_rate: float = HEAD_LEARNING_RATE,
              name: str = typer.Option(None, "--name", help="Discovery name (default discover-MODEL-TASKS)."),
              storage: str = STORAGE, out: Path = typer.Option(None, "--out", help="Where decisions.json and the design go."),
              workers: int = typer.Option(1, help="Local worker processes (0: workers started elsewhere)."), seed: int = 0,
@@ -53,7 +54,8 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
     quiet_optuna()
     schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
                              precision, bucket_window, frozen_bottom, fast_dropout, score_validation,
-                             lr_multipliers=parse_lr_multipliers(lr_multipliers, learning_rate))
+                             lr_multipliers=parse_lr_multipliers(lr_multipliers, learning_rate),
+                             head_learning_rate=head_learning_rate)
     plan = {"alpha": alpha, "delta": delta, "max_blocks": max_blocks, "first_look": first_look, "look_every": look_every}
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
