@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from peftspace.schedule import Schedule
-from peftspace.tasks import compute_metrics, load_task, main_score
+from peftspace.tasks import compute_metrics, main_score
 from peftspace.trial import TrialCache, run_trial
 
 
