@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 OUT=docs/discovery-minilm
 SCHEDULE=(--steps 100 --batch-size 16 --max-length 64 --max-eval-examples 500 --learning-rate 1e-3 --head-learning-rate 3e-2)
 ./peftspace calibrate --model minilm --tasks sst2,stsb --data-dir ../shared/data "${SCHEDULE[@]}" \
-    --rates 1e-3,3e-3,1e-2,3e-2,1e-1 --out "$OUT/calibration"
+    --rates 1e-3,3e-3,1e-2,3e-2 --out "$OUT/calibration"
 ./peftspace discover --model minilm --tasks sst2,stsb --data-dir ../shared/data "${SCHEDULE[@]}" \
     --lr-multipliers "$OUT/calibration/calibration.json" --workers 2 --threads 1 --max-trials 320 --fidelity-check 5 \
     --name discovery-minilm --storage "sqlite:///$OUT/store.db" --out "$OUT"

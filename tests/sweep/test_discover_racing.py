@@ -173,3 +173,15 @@ def test_the_strategy_stage_fits_one_balanced_pool_and_races_its_best_assignment
     assert entry["winner"] in entry["options"] and entry["study"] == "pool/S1.final"
     assert log["final_space"]["assignment"] == entry["winner"].split(",")
     assert Design.load(tmp_path / "out" / "pool.yaml").strategies == tuple(entry["winner"].split(","))
+
+
+def test_max_trials_splits_the_strategy_stage_between_pool_and_race():
+    from peftspace.discover import _pool_budget
+
+    log = {"stages": [{"component": "grouping", "trials": {"used": 60}}, {"component": "allocation", "trials": {"used": 40}},
+                      {"component": "tuned", "trials": {"used": 20}}, {"component": "strategies"}]}
+    assert _pool_budget(RacePlan(), None, log, 1, 1, 140) == (140, RacePlan())
+    pool, plan = _pool_budget(RacePlan(), 320, log, 1, 1, 140)
+    assert pool == 140 and plan.max_blocks == 20  # 200 left: the pool and a full race of 3 x 20
+    pool, plan = _pool_budget(RacePlan(), 250, log, 1, 1, 140)
+    assert pool == 91 and plan.max_blocks == 13 and pool + 3 * plan.max_blocks <= 130  # 130 left

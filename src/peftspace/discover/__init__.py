@@ -156,7 +156,8 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
             _save(log_study, log)
             stage_plan = _budgeted(plan, max_trials, log, len(stages) - index, ctx.replicates)
             if component == "strategies":
-                state, space = pool_stage(ctx, entry, space, label, index, stage_plan, pool_size, tuple(candidates))
+                pool, stage_plan = _pool_budget(plan, max_trials, log, len(stages) - index, ctx.replicates, pool_size)
+                state, space = pool_stage(ctx, entry, space, label, index, stage_plan, pool, tuple(candidates))
             else:
                 options = component_subspaces(space, component)
                 entry["options"] = {o: {"space": sub.to_dict()} for o, sub in options.items()}
@@ -276,6 +277,20 @@ def _budgeted(plan, max_trials, log, stages_left: int, replicates: int):
     options = {"grouping": 5, "allocation": 3, "tuned": 2}.get(log["stages"][-1]["component"], 3)
     blocks = max(2, min(plan.max_blocks, share // (options * replicates)))
     return replace(plan, max_blocks=blocks, first_look=min(plan.first_look, blocks))
+
+
+def _pool_budget(plan, max_trials, log, stages_left: int, replicates: int, pool_size: int):
+    """The strategy stage's pool size and final-race plan under ``max_trials``: 70 % of its share for the pool (at
+    least 32 designs), the rest for the race among 3 assignments."""
+    from dataclasses import replace
+
+    if max_trials is None:
+        return pool_size, plan
+    used = sum((e.get("trials") or {}).get("used", 0) for e in log["stages"])
+    share = max(0, max_trials - used) // max(1, stages_left)
+    pool = max(32, min(pool_size, int(0.7 * share)))
+    blocks = max(2, min(plan.max_blocks, (share - pool) // (3 * replicates)))
+    return pool, replace(plan, max_blocks=blocks, first_look=min(plan.first_look, blocks))
 
 
 def _option_errors(url: str, options: dict, validation: bool) -> tuple[dict[str, list[float]], str]:
