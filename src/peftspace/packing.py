@@ -273,7 +273,9 @@ def train_packed(designs: list, backbone: str, task, schedule=None, seeds: list[
     schedule = Schedule() if schedule is None else schedule
     if schedule.mid_validation:
         raise PackingError("packed designs are scored only once trained; use a schedule with mid_validation=False")
-    designs = [peftspace.api._as_design(d) for d in designs]
+    from peftspace.api import _as_design  # peftspace's top level imports api lazily
+
+    designs = [_as_design(d) for d in designs]
     seeds = list(range(len(designs))) if seeds is None else list(seeds)
     if not designs or len(seeds) != len(designs):
         raise PackingError(f"give one seed per design: {len(designs)} design(s), {len(seeds)} seed(s)")
