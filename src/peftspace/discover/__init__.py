@@ -262,35 +262,37 @@ def _takes_state(progress) -> bool:
         return False
 
 
+def _share(max_trials: int, log: dict, stages_left: int) -> int:
+    """This stage's equal share of the trials ``max_trials`` leaves after the stages before it."""
+    used = sum((e.get("trials") or {}).get("used", 0) for e in log["stages"])
+    return max(0, max_trials - used) // max(1, stages_left)
+
+
+def _capped(plan, blocks: int):
+    blocks = max(2, min(plan.max_blocks, blocks))
+    return replace(plan, max_blocks=blocks, first_look=min(plan.first_look, blocks))
+
+
 def _budgeted(plan, max_trials, log, stages_left: int, replicates: int):
     """The plan of the next stage under ``max_trials``: at most an equal share of the trials left, as blocks.
 
     A stage's share is divided by its options when it races (5 groupings, 3 allocations, 2 tuned
     choices; the pool stage's final race takes 3 assignments), so ``max_blocks`` is that many blocks.
     """
-    from dataclasses import replace
-
     if max_trials is None:
         return plan
-    used = sum((e.get("trials") or {}).get("used", 0) for e in log["stages"])
-    share = max(0, max_trials - used) // max(1, stages_left)
     options = {"grouping": 5, "allocation": 3, "tuned": 2}.get(log["stages"][-1]["component"], 3)
-    blocks = max(2, min(plan.max_blocks, share // (options * replicates)))
-    return replace(plan, max_blocks=blocks, first_look=min(plan.first_look, blocks))
+    return _capped(plan, _share(max_trials, log, stages_left) // (options * replicates))
 
 
 def _pool_budget(plan, max_trials, log, stages_left: int, replicates: int, pool_size: int):
     """The strategy stage's pool size and final-race plan under ``max_trials``: 70 % of its share for the pool (at
     least 32 designs), the rest for the race among 3 assignments."""
-    from dataclasses import replace
-
     if max_trials is None:
         return pool_size, plan
-    used = sum((e.get("trials") or {}).get("used", 0) for e in log["stages"])
-    share = max(0, max_trials - used) // max(1, stages_left)
+    share = _share(max_trials, log, stages_left)
     pool = max(32, min(pool_size, int(0.7 * share)))
-    blocks = max(2, min(plan.max_blocks, (share - pool) // (3 * replicates)))
-    return pool, replace(plan, max_blocks=blocks, first_look=min(plan.first_look, blocks))
+    return pool, _capped(plan, (share - pool) // (3 * replicates))
 
 
 def _option_errors(url: str, options: dict, validation: bool) -> tuple[dict[str, list[float]], str]:

@@ -93,42 +93,34 @@ def _key(study_name: str) -> bytes:
     return hashlib.sha256(f"peftspace-queue:{study_name}".encode()).digest()
 
 
-@contextmanager
 def _postgresql(engine, study_name, timeout, poll):
-    from sqlalchemy import text
-
     key = int.from_bytes(_key(study_name)[:8], "big", signed=True)
-    with engine.connect() as connection:
-        def try_once() -> bool:
-            got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
-            connection.commit()  # no transaction left open while queueing; the lock belongs to the session
-            return bool(got)
+    return _server_lock(engine, "SELECT pg_try_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)", {"key": key},
+                        timeout, poll)
 
-        held = _waiting(try_once, timeout, poll)
-        try:
-            yield held
-        finally:
-            if held:
-                _unlock(connection, text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+def _mysql(engine, study_name, timeout, poll):
+    name = "peftspace-" + _key(study_name).hex()[:40]  # MySQL lock names: at most 64 characters
+    return _server_lock(engine, "SELECT GET_LOCK(:name, 0)", "SELECT RELEASE_LOCK(:name)", {"name": name}, timeout, poll)
 
 
 @contextmanager
-def _mysql(engine, study_name, timeout, poll):
+def _server_lock(engine, acquire: str, release: str, parameters: dict, timeout, poll):
+    """A lock the database server holds for one session (PostgreSQL advisory lock, MySQL GET_LOCK), polled until taken."""
     from sqlalchemy import text
 
-    name = "peftspace-" + _key(study_name).hex()[:40]  # MySQL lock names: at most 64 characters
     with engine.connect() as connection:
         def try_once() -> bool:
-            got = connection.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": name}).scalar()
-            connection.commit()
-            return got == 1
+            got = connection.execute(text(acquire), parameters).scalar()
+            connection.commit()  # no transaction left open while queueing; the lock belongs to the session
+            return got in (True, 1)
 
         held = _waiting(try_once, timeout, poll)
         try:
             yield held
         finally:
             if held:
-                _unlock(connection, text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+                _unlock(connection, text(release), parameters)
 
 
 def _unlock(connection, statement, parameters) -> None:
