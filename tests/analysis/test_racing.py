@@ -117,17 +117,19 @@ def test_aliases_tie_at_the_first_look():
     assert state.winner == "spindle"  # the tie-break: the option listed first
 
 
-def test_race_stops_at_max_blocks_with_a_confidence_set():
+def test_race_stops_at_max_blocks_with_a_confidence_set_and_counts_the_trials_it_drew():
     rng = np.random.default_rng(6)
+    drawn = []
 
-    def block(_index, alive):
+    def block(index, alive):
+        drawn.append((index, alive))
         context = rng.normal(0, 5)
         return {o: 30 + context + rng.normal(0, 3) for o in alive}  # equal options, too noisy for a tie at delta 0.2
 
     state = race("abc", block, RacePlan(delta=0.2, max_blocks=10, first_look=5, look_every=5))
-    assert state.status in (MAX_BLOCKS, DECIDED)
-    assert trials_used(state) == sum(len(look.alive) * (look.blocks - before)
-                                     for look, before in zip(state.looks, (0, *[lk.blocks for lk in state.looks])))
+    assert state.status == MAX_BLOCKS and len(state.looks) == 2 and state.survivors == ("a", "b", "c")
+    assert [index for index, _ in drawn] == list(range(10))  # each block drawn once, in order
+    assert trials_used(state) == sum(len(alive) for _, alive in drawn) == 30
 
 
 def test_estimate_variances_by_hand():

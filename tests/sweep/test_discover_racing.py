@@ -65,9 +65,13 @@ def test_a_racing_discovery_merges_aliases_decides_on_validation_and_resumes(tmp
     for entry in (grouping, allocation):
         outcomes = design_outcomes(url, entry["study"])
         options = entry["raced"]
-        for row in outcomes:  # every design of a block differs from the block's others only in the compared component
-            key = "grouping" if entry["component"] == "grouping" else "allocation"
-            assert all(row["design"][key] == o or entry["aliases"].get(o) for o in row["options"][:1])
+        key = "grouping" if entry["component"] == "grouping" else "allocation"
+        for row in outcomes:  # a design carries the compared component of the (first) option it was built for
+            assert row["design"][key] == row["options"][0] and set(row["options"]) <= set(options)
+        for block in {r["block"] for r in outcomes}:  # the block's designs differ in that component only
+            others = {json.dumps({k: v for k, v in r["design"].items() if k != key}, sort_keys=True)
+                      for r in outcomes if r["block"] == block}
+            assert len(others) == 1
         # the race is the replay of the validation errors in the store (never the test errors)
         validation = _matrix(outcomes, options, "validation_error")
         failed = np.zeros_like(validation, dtype=bool)
