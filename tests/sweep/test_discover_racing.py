@@ -189,3 +189,13 @@ def test_max_trials_splits_the_strategy_stage_between_pool_and_race():
     assert pool == 140 and plan.max_blocks == 20  # 200 left: the pool and a full race of 3 x 20
     pool, plan = _pool_budget(RacePlan(), 250, log, 1, 1, 140)
     assert pool == 91 and plan.max_blocks == 13 and pool + 3 * plan.max_blocks <= 130  # 130 left
+
+
+def test_the_final_design_carries_the_winners_value_when_its_trial_was_shared():
+    from peftspace.discover import _with_winner
+
+    # group 1 untuned: "A,APB,AB,A" and "P,APB,AB,A" build the same, so one trial served both options
+    shared = Design(grouping="bottleneck", num_groups=4, tuned_groups=(1, 3), strategies=("A", "APB", "AB", "A"))
+    assert _with_winner(shared, "strategies", "P,APB,AB,A", 4).strategies == ("P", "APB", "AB", "A")
+    assert _with_winner(shared, "allocation", "decreasing", 4).allocation == "decreasing"
+    assert _with_winner(shared, "tuned", "any", 4) == shared

@@ -338,7 +338,8 @@ def _raced_final_design(url: str, log: dict, space, backbone):
         if not mine:
             return None, "no design of the last stage's winner finished", best
         chosen = min(mine, key=lambda r: (r["validation_error"], r["design_index"]))
-        design = Design.from_dict(chosen["design"])
+        # a design shared by two options of a block was built for the first: give it the winner's value (same build)
+        design = _with_winner(Design.from_dict(chosen["design"]), last["component"], last["winner"], space.num_groups)
         rule = "the lowest validation error among the last stage's winner's designs (the final space holds several)"
         log["final_errors"] = {"validation": chosen["validation_error"], "test": chosen["error"], "study": chosen["study"],
                                "trial": chosen["trial"]}  # the test error is reported, never chosen by
@@ -347,6 +348,14 @@ def _raced_final_design(url: str, log: dict, space, backbone):
                                "description": f"Discovered by peftspace discover (racing) on {log['model']} ({tasks}); "
                                               f"stages {' -> '.join(e['stage'] for e in log['stages'])}; {rule}."})
     return design.to_dict(), rule, best
+
+
+def _with_winner(design, component: str, winner: str, num_groups: int):
+    """``design`` with a stage's compared component set to its winner (``tuned`` keeps the design's own draw)."""
+    from peftspace.design.blocks import instantiate
+
+    block_component = {"strategies": "assignment"}.get(component, component)
+    return design if block_component == "tuned" else instantiate(design, block_component, winner, num_groups, 0)
 
 
 def _stage_plan(stages, num_groups: int) -> list[tuple[str, str, int | None]]:
