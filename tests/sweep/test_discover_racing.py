@@ -175,6 +175,8 @@ def test_the_strategy_stage_fits_one_balanced_pool_and_races_its_best_assignment
     assert [p["assignment"] for p in entry["pool"]["predicted"]] == predicted
     assert list(entry["options"]) == predicted + [",".join(RECALLED_S4)] * (",".join(RECALLED_S4) not in predicted)
     assert entry["winner"] in entry["options"] and entry["study"] == "pool/S1.final"
+    final = design_outcomes(url, entry["study"])
+    assert entry["trials"]["used"] == 24 + sum(r["state"] in ("complete", "failed") for r in final)  # pool + final race
     assert log["final_space"]["assignment"] == entry["winner"].split(",")
     assert Design.load(tmp_path / "out" / "pool.yaml").strategies == tuple(entry["winner"].split(","))
 

@@ -97,6 +97,8 @@ def pool_stage(ctx, entry: dict, space, label: str, index: int, plan, pool_size:
     race = {}
     state = race_stage(ctx, race, space, "assignment", finalists, f"{label}.final", index + 100, plan)
     entry.update({k: v for k, v in race.items() if k not in ("protocol",)})
+    if "trials" in entry:  # the stage's trials: the pool's and the final race's
+        entry["trials"] = {**entry["trials"], "pool": len(done), "used": entry["trials"]["used"] + len(done)}
     if "study" in race:
         entry["studies"] = [study, race["study"]]
     if state != "done":
