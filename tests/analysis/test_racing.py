@@ -10,7 +10,8 @@ from scipy import stats
 
 from peftspace.analysis.racing import (DECIDED, MAX_BLOCKS, RUNNING, TIE, RacePlan, fill_failures, holm, paired_test, race,
                                        replay, trials_used)
-from peftspace.analysis.simulate import StageModel, estimate_variances, simulate_paper, simulate_race, summarize
+from peftspace.analysis.simulate import (StageModel, estimate_block_variances, estimate_variances, simulate_paper,
+                                         simulate_race, summarize)
 
 
 def test_holm_by_hand():
@@ -139,6 +140,45 @@ def test_estimate_variances_by_hand():
     # within: ((10-11)^2 + (12-11)^2 + (20-22)^2 + (24-22)^2) / 2 = 5; design means 11, 22: var 60.5; 60.5 - 5/2
     assert found["noise_var"] == pytest.approx(5.0)
     assert found["context_var"] == pytest.approx(58.0)
+
+
+def test_estimate_block_variances_matches_the_two_way_anova():
+    import pandas as pd
+    import statsmodels.formula.api as statsmodels
+    from statsmodels.stats.anova import anova_lm
+
+    rng = np.random.default_rng(3)
+    errors = 30 + rng.normal(0, 6, (12, 1)) + np.array([0.0, 1.0, 3.0]) + rng.normal(0, 2, (12, 3))
+    frame = pd.DataFrame([{"block": b, "option": o, "error": errors[b, o]} for b in range(12) for o in range(3)])
+    table = anova_lm(statsmodels.ols("error ~ C(block) + C(option)", frame).fit())
+    ms_block, ms_residual = table.loc["C(block)", "mean_sq"], table.loc["Residual", "mean_sq"]
+    found = estimate_block_variances([errors])
+    assert found["residual_var"] == pytest.approx(ms_residual)
+    assert found["context_var"] == pytest.approx((ms_block - ms_residual) / 3)
+    assert found["residual_df"] == 22 and found["cells"] == 36
+    assert np.mean(np.square(found["residuals"])) == pytest.approx(ms_residual)
+
+
+def test_estimate_block_variances_with_eliminations_recovers_a_known_truth():
+    # blocks x options with options dropped part-way (as a race does), true context sd 5, residual sd 3
+    rng = np.random.default_rng(4)
+    stages = []
+    for _ in range(200):
+        errors = 30 + rng.normal(0, 5, (20, 1)) + np.array([0.0, 2.0, 4.0]) + rng.normal(0, 3, (20, 3))
+        errors[5:, 2] = np.nan  # eliminated at the first look
+        stages.append(errors)
+    found = estimate_block_variances(stages)
+    assert found["residual_sd"] == pytest.approx(3.0, rel=0.03)
+    assert found["context_sd"] == pytest.approx(5.0, rel=0.05)
+    with pytest.raises(ValueError, match="two or more blocks"):
+        estimate_block_variances([np.array([[1.0, np.nan], [np.nan, 2.0]])])
+
+
+def test_a_model_with_residuals_draws_them():
+    model = StageModel(context_sd=0.0, residuals=(-2.0, 5.0), failure_rate=0.0)
+    rng = np.random.default_rng(5)
+    draws = {model.trial(10.0, 1.0, rng) for _ in range(200)}
+    assert draws == {9.0, 16.0}
 
 
 # ---------------------------------------------------------------------------------- error rates, by simulation

@@ -13,14 +13,16 @@ and a trial fails (no error) with probability ``failure_rate``.
 Two protocols run on the same truth: :func:`simulate_race` (paired blocks, racing with stated error
 control: :mod:`peftspace.analysis.racing`) and :func:`simulate_paper` (``n`` independent designs per
 option, failures dropped, lowest mean wins: the paper's fixed-N protocol as ``--protocol paper``
-runs it). :func:`estimate_variances` estimates the context and noise variances from real trials.
-numpy and scipy only.
+runs it). :func:`estimate_variances` estimates the context and noise variances from real trials (designs
+trained with several seeds); :func:`estimate_block_variances` estimates the context variance and the
+residual distribution from a real race's blocks, and a ``StageModel`` given ``residuals`` draws each
+trial's interaction + noise from them (the real tails and modes, not a t distribution). numpy and scipy only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,6 +38,9 @@ class StageModel:
     noise_sd: float = 1.5
     noise_df: float = 3.0  # Student-t degrees of freedom: heavy tails (inf: normal)
     failure_rate: float = 0.05
+    # When given: each trial's interaction + noise is one of these, drawn uniformly (an empirical distribution,
+    # e.g. estimate_block_variances' residuals); interaction_sd, noise_sd and noise_df are then unused.
+    residuals: tuple[float, ...] = field(default=(), repr=False)
 
     def noise(self, rng: np.random.Generator, size=None):
         if not np.isfinite(self.noise_df):
@@ -45,7 +50,10 @@ class StageModel:
 
     def trial(self, mean: float, context: float, rng: np.random.Generator) -> float | None:
         """One trial's error (None when it fails)."""
-        error = mean + context + rng.normal(0.0, self.interaction_sd) + float(self.noise(rng))
+        if self.residuals:
+            error = mean + context + self.residuals[int(rng.integers(len(self.residuals)))]
+        else:
+            error = mean + context + rng.normal(0.0, self.interaction_sd) + float(self.noise(rng))
         return None if rng.random() < self.failure_rate else float(error)
 
 
@@ -134,3 +142,50 @@ def estimate_variances(rows: Sequence[dict]) -> dict:
     between = max(0.0, float(np.var(means, ddof=1)) - within / harmonic)
     return {"designs": len(groups), "trials": int(sizes.sum()), "noise_var": within, "noise_sd": within ** 0.5,
             "context_var": between, "context_sd": between ** 0.5}
+
+
+def estimate_block_variances(stages: Sequence[np.ndarray]) -> dict:
+    """The context variance and the residual distribution of real racing stages.
+
+    ``stages``: one array per stage, blocks x options, each cell the validation error of that option's
+    design in that block (NaN where it was not run, e.g. after an elimination). Per stage, a two-way
+    additive least-squares fit (block + option) on the observed cells; the residual variance is the
+    residual sum of squares over its degrees of freedom (observed cells minus the fit's rank), pooled
+    over stages by degrees of freedom; the context variance is the variance of the fitted block effects
+    minus the residual variance each block's mean carries (mean of residual variance / cells in the
+    block), pooled by blocks and floored at 0. With complete blocks these are the two-way ANOVA's
+    method-of-moments estimates: (MS_blocks - MS_residual) / options and MS_residual. ``residuals``
+    are the fitted residuals scaled by sqrt(cells / df), so their mean square is the residual variance.
+    """
+    residuals, ssr, dfs, context, weights = [], 0.0, 0, [], []
+    for errors in stages:
+        errors = np.asarray(errors, dtype=float)
+        keep_rows = np.isfinite(errors).sum(axis=1) >= 2  # a block with one option says nothing about options
+        errors = errors[keep_rows][:, np.isfinite(errors[keep_rows]).any(axis=0)]
+        blocks, options = errors.shape
+        if blocks < 2 or options < 2:
+            continue
+        rows, cols = np.nonzero(np.isfinite(errors))
+        design = np.zeros((rows.size, blocks + options - 1))
+        design[np.arange(rows.size), rows] = 1.0
+        design[cols > 0, blocks + cols[cols > 0] - 1] = 1.0
+        y = errors[rows, cols]
+        beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+        fitted = y - design @ beta
+        df = rows.size - int(np.linalg.matrix_rank(design))
+        if df <= 0:
+            continue
+        variance = float(fitted @ fitted) / df
+        ssr, dfs = ssr + float(fitted @ fitted), dfs + df
+        residuals.extend((fitted * np.sqrt(rows.size / df)).tolist())
+        cells = np.bincount(rows, minlength=blocks)
+        context.append(float(np.var(beta[:blocks], ddof=1)) - float(np.mean(variance / cells)))
+        weights.append(blocks)
+    if not dfs:
+        raise ValueError("estimating block variances needs a stage with two or more blocks of two or more options "
+                         "and residual degrees of freedom")
+    residual_var = ssr / dfs
+    context_var = max(0.0, float(np.average(context, weights=weights)))
+    return {"stages": len(weights), "cells": len(residuals), "residual_df": dfs, "residual_var": residual_var,
+            "residual_sd": residual_var ** 0.5, "context_var": context_var, "context_sd": context_var ** 0.5,
+            "residuals": tuple(residuals)}
