@@ -38,12 +38,16 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small matrices: BLAS threads only contend on a shared machine
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/discovery_sim.py: the real blocks' noise
 
 from peftspace.analysis.pool_search import draw_truth, simulate_greedy, simulate_pool_search  # noqa: E402
 from peftspace.analysis.racing import RacePlan  # noqa: E402
@@ -90,17 +94,33 @@ def main() -> None:
     parser.add_argument("--terms", default="methods", choices=("methods", "subsets"))
     parser.add_argument("--finalists", type=int, default=3, help="options in the final race (the best predicted, and the recalled S4)")
     parser.add_argument("--max-blocks", type=int, default=RacePlan.max_blocks, help="the final race's max_blocks")
+    parser.add_argument("--second-pool", default="0", help="comma-separated sizes of a second pool narrowed to each "
+                                                           "group's --narrow best predicted subsets (0: none)")
+    parser.add_argument("--narrow", default="3", help="comma-separated subsets kept per group for the second pool")
+    parser.add_argument("--noise", choices=("model", "blocks"), default="model",
+                        help="model: StageModel's defaults; blocks: context sd and residuals of the real racing blocks of "
+                             "--blocks (benchmarks/discovery_sim.py --noise blocks)")
+    parser.add_argument("--blocks", default=str(Path(__file__).resolve().parents[1] / "docs" / "discovery-minilm"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args()
 
     model, plan = StageModel(), RacePlan(max_blocks=args.max_blocks)
+    if args.noise == "blocks":
+        from discovery_sim import block_variances
+
+        estimate = block_variances(Path(args.blocks))
+        model = StageModel(context_sd=estimate["context_sd"], residuals=estimate["residuals"])
+        print(f"noise: the racing blocks of {args.blocks}: context sd {estimate['context_sd']:.2f}, residual sd "
+              f"{estimate['residual_sd']:.2f} ({estimate['cells']} real residuals drawn)")
+    seconds = [int(n) for n in args.second_pool.split(",")]
+    narrows = [int(k) for k in args.narrow.split(",")]
     pools = [int(p) for p in args.pool_size.split(",")]
     blocks = [None if b == "none" else int(b) for b in args.block_sizes.split(",")]
     greedy = [int(n) for n in args.greedy_n.split(",") if n]
     print(f"CPU: {cpu_model()}; model: {model}; plan: {plan.to_dict()}; finalists: {args.finalists}; terms: {args.terms}; "
           f"runs: {args.runs}; seed: {args.seed}")
-    header = (f"{'scenario':13} {'procedure':22} {'within d':>8} {'fit w/d':>7} {'oracle':>6} {'regret p50':>10} {'p90':>5} "
+    header = (f"{'scenario':13} {'procedure':30} {'within d':>8} {'fit w/d':>7} {'oracle':>6} {'regret p50':>10} {'p90':>5} "
               f"{'trials p50':>10} {'p90':>4} {'max':>4} {'s':>5}")
     print(header + "\n" + "-" * len(header))
     rows = []
@@ -108,16 +128,17 @@ def main() -> None:
         truths = [draw_truth(np.random.default_rng([args.seed, s, run]), **SCENARIOS[scenario]) for run in range(args.runs)]
         bests = [t.best()[1] for t in truths]
         oracle = [t.error(t.oracle(args.terms)) - b for t, b in zip(truths, bests)]
-        procedures = [(f"pool {p}, {'blocks of ' + str(b) if b else 'no blocks'}", "pool", p, b) for p in pools for b in blocks]
-        procedures += [(f"greedy N={n}", "greedy", n, None) for n in greedy]
-        for k, (name, kind, size, block) in enumerate(procedures):
+        procedures = [(f"pool {p}{f'+{q} k={k}' if q else ''}, {'blocks of ' + str(b) if b else 'no blocks'}", "pool", p, b,
+                       q, k) for p in pools for b in blocks for q in seconds for k in (narrows if q else narrows[:1])]
+        procedures += [(f"greedy N={n}", "greedy", n, None, 0, 0) for n in greedy]
+        for k, (name, kind, size, block, second, keep) in enumerate(procedures):
             start = time.perf_counter()
             results = []
             for run, truth in enumerate(truths):
                 rng = np.random.default_rng([args.seed, s, run, k + 1])
                 if kind == "pool":
                     results.append(simulate_pool_search(truth, model, size, plan, rng, block_size=block, terms=args.terms,
-                                                        finalists=args.finalists))
+                                                        finalists=args.finalists, second_pool=second, narrow=keep))
                 else:
                     results.append(simulate_greedy(truth, model, size, rng))
             row = summarize(results, plan.delta, oracle if kind == "pool" else None)
@@ -125,7 +146,7 @@ def main() -> None:
             rows.append(row)
             fit = f"{row['fit_within_delta']:7.3f}" if "fit_within_delta" in row else f"{'-':>7}"
             ceiling = f"{row['oracle_within_delta']:6.3f}" if "oracle_within_delta" in row else f"{'-':>6}"
-            print(f"{scenario:13} {name:22} {row['within_delta']:8.3f} {fit} {ceiling} {row['regret_median']:10.2f} "
+            print(f"{scenario:13} {name:30} {row['within_delta']:8.3f} {fit} {ceiling} {row['regret_median']:10.2f} "
                   f"{row['regret_p90']:5.2f} {row['trials_median']:10.0f} {row['trials_p90']:4.0f} {row['trials_max']:4d} "
                   f"{row['seconds']:5.0f}", flush=True)
     if args.json:

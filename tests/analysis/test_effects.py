@@ -304,3 +304,34 @@ def test_the_effects_modules_import_no_torch():
                        "from peftspace.design.pool import balanced_assignments",
                        "fit_effects(np.arange(40.0), balanced_assignments(4, 40, np.random.default_rng(0)), 4)")
     assert report == {"attempts": [], "loaded": []}
+
+
+def test_per_group_levels_fit_a_dummy_per_group_and_subset_and_rank_assignments_exactly():
+    import itertools
+
+    from peftspace.analysis.effects import narrowed_subsets
+
+    levels = [("A", "L", "AL"), ("P", "B", "PB"), ("L", "AP", "APBL"), ("B", "A", "PL")]
+    rng = np.random.default_rng(21)
+    assignments = [tuple(group[int(i)] for group, i in zip(levels, rng.integers(3, size=4))) for _ in range(60)]
+    truth = {(g, s): v for g, group in enumerate(levels) for s, v in zip(group, (0.0, 2.0, -1.5))}
+    y = np.array([sum(truth[g, s] for g, s in enumerate(a)) for a in assignments]) + rng.normal(0, 0.3, 60)
+    fit = fit_effects(y, assignments, 4, terms="subsets", levels=levels)
+    # the design matrix by hand: intercept, then per group a 0/1 column for each level but the first
+    X = np.array([[1.0] + [float(a[g] == s) for g in range(4) for s in levels[g][1:]] for a in assignments])
+    assert fit.columns[1:] == tuple(f"G{g + 1}={s}" for g in range(4) for s in levels[g][1:])
+    assert np.allclose(fit.coef, np.linalg.lstsq(X, y, rcond=None)[0])
+    # the top assignments over per-group candidates are those of brute-force enumeration of the predictions
+    everything = sorted(itertools.product(*levels), key=lambda a: fit.predict(a)[0])
+    assert [a for a, _ in best_assignments(fit, levels, top=5)] == everything[:5]
+    # narrowing keeps each group's lowest predicted contributions, best first
+    kept = narrowed_subsets(fit, levels, keep=2)
+    for g in range(4):
+        contribution = {s: 0.0 if s == levels[g][0] else fit.coefficient(f"G{g + 1}={s}")[0] for s in levels[g]}
+        assert kept[g] == tuple(sorted(levels[g], key=contribution.get)[:2])
+    with pytest.raises(ValueError, match="levels gives 3 groups' subsets for 4 groups"):
+        fit_effects(y, assignments, 4, terms="subsets", levels=levels[:3])
+    with pytest.raises(ValueError, match="not among the levels"):
+        fit_effects(y, [("P",) + a[1:] for a in assignments], 4, terms="subsets", levels=levels)
+    with pytest.raises(ValueError, match="keep=0"):
+        narrowed_subsets(fit, levels, keep=0)

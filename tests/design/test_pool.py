@@ -102,3 +102,18 @@ def test_the_pool_module_imports_no_torch():
     report = run_probe("import numpy as np", "from peftspace.design.pool import balanced_assignments",
                        "balanced_assignments(4, 20, np.random.default_rng(0))")
     assert report == {"attempts": [], "loaded": []}
+
+
+def test_per_group_subsets_balance_each_group_over_its_own_list():
+    lists = [("A", "L", "AL"), ("P", "B", "PB"), ("L", "AP", "APBL"), ("B", "A", "PL")]
+    pool = balanced_assignments(4, 32, np.random.default_rng(2), lists)
+    assert len(set(pool)) == 32
+    for g, allowed in enumerate(lists):
+        counts = Counter(a[g] for a in pool)
+        assert set(counts) == set(allowed) and max(counts.values()) - min(counts.values()) <= 1
+    with pytest.raises(DesignError, match="different numbers of subsets"):
+        balanced_assignments(4, 8, np.random.default_rng(0), [("A", "L"), ("P",), ("L", "B"), ("A", "B")])
+    with pytest.raises(DesignError, match="3 groups' subsets for num_groups=4"):
+        balanced_assignments(4, 8, np.random.default_rng(0), lists[:3])
+    with pytest.raises(DesignError, match=r"subsets\[1\] \['X'\] are not strategy subsets"):
+        balanced_assignments(4, 8, np.random.default_rng(0), [lists[0], ("P", "X", "PB"), *lists[2:]])

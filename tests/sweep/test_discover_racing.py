@@ -201,3 +201,71 @@ def test_the_final_design_carries_the_winners_value_when_its_trial_was_shared():
     assert _with_winner(shared, "strategies", "P,APB,AB,A", 4).strategies == ("P", "APB", "AB", "A")
     assert _with_winner(shared, "allocation", "decreasing", 4).allocation == "decreasing"
     assert _with_winner(shared, "tuned", "any", 4) == shared
+
+
+def test_the_strategy_stage_narrows_to_a_second_pool_and_fits_its_subsets(tmp_path, data_dir, tiny, monkeypatch):
+    """Two pools on a known truth (trials stubbed): the second pool holds each group's 3 best subsets as an
+    independent least-squares fit of the first pool ranks them, its fit has a dummy per (group, subset),
+    and the race picks the truly best assignment of the narrowed space."""
+    import hashlib
+    import itertools
+
+    import peftspace.trial
+    from peftspace.analysis.effects import assignment_matrix
+    from peftspace.design.space import ALL_SUBSETS
+    from peftspace.discover import run_discovery
+    from peftspace.sweep.worker import run_worker
+
+    rng = np.random.default_rng(11)
+    truth = {(g, s): float(v) for g in range(4) for s, v in zip(ALL_SUBSETS, rng.normal(0.0, 3.0, 15))}
+
+    def error_of(strategies, seed) -> float:  # the truth, plus a tiny reproducible wobble per trial
+        wobble = int(hashlib.sha256(f"{strategies}{seed}".encode()).hexdigest()[:8], 16) / 16 ** 8 * 0.02
+        return 40.0 + sum(truth[g, s] for g, s in enumerate(strategies)) + wobble
+
+    def run_trial(design, model, task, schedule, seed, *args, **kwargs):
+        score = 100.0 - error_of(design.strategies, seed)
+        return {"status": "ok", "reason": None, "score": score, "validation_score": score, "mid_validation_score": score,
+                "trainable": {"design": 7}}
+
+    monkeypatch.setattr(peftspace.trial, "run_trial", run_trial)
+    url = f"sqlite:///{tmp_path}/two.db"
+    kwargs = dict(start="S3", stages=("strategies",), name="two", storage=url, out_dir=tmp_path / "out", schedule=tiny,
+                  data_dir=data_dir, workers=0, pool_size=80, narrow=3, plan={"max_blocks": 4, "first_look": 2,
+                                                                                "look_every": 2})
+    log = run_discovery("minilm", "rte", 2, **kwargs)
+    for _ in range(6):  # the worker runs in this process, so it sees the stub; the discovery returns while waiting
+        if log["status"] != "waiting":
+            break
+        for study in log["stages"][-1]["studies"]:
+            run_worker(url, study, data_dir)
+        log = run_discovery("minilm", "rte", 2, **kwargs)
+    assert log["status"] == "done"
+    [entry] = log["stages"]
+    first, second = design_outcomes(url, entry["pool"]["study"]), design_outcomes(url, entry["pool"]["second"]["study"])
+    assert (len(first), len(second)) == (48, 32)
+    # the narrowing, recomputed: lstsq of the first pool's validation errors on its design matrix, each group's
+    # 3 subsets of lowest predicted contribution
+    assignments = [tuple(r["assignment"].split(",")) for r in first]
+    X, columns = assignment_matrix(assignments, 4, [r["block"] for r in first])
+    coef = dict(zip(columns, np.linalg.lstsq(X, np.array([r["validation_error"] for r in first]), rcond=None)[0]))
+    expected = []
+    for g in range(4):
+        score = {s: sum(coef[f"G{g + 1}:{m}"] for m in s) + (coef[f"G{g + 1}:k>=2"] if len(s) > 1 else 0.0)
+                 for s in ALL_SUBSETS}
+        expected.append(sorted(ALL_SUBSETS, key=lambda s: (score[s], ALL_SUBSETS.index(s)))[:3])
+    assert entry["pool"]["second"]["subsets"] == expected
+    for group in range(4):  # balanced over the narrowed subsets
+        counts = {s: sum(r["assignment"].split(",")[group] == s for r in second) for s in expected[group]}
+        assert sum(counts.values()) == 32 and max(counts.values()) - min(counts.values()) <= 1
+    # the second fit has a dummy per non-reference narrowed subset and group; noise-free, it recovers the truth's
+    # differences exactly, so the winner is the narrowed space's true best
+    fit = entry["pool"]["second"]["fit"]
+    assert [c for c in fit["columns"] if c.startswith("G")] == [f"G{g + 1}={s}" for g in range(4) for s in expected[g][1:]]
+    for g in range(4):
+        for s in expected[g][1:]:
+            found = fit["coef"][fit["columns"].index(f"G{g + 1}={s}")]
+            assert found == pytest.approx(truth[g, s] - truth[g, expected[g][0]], abs=0.05)
+    best = min(itertools.product(*expected), key=lambda a: sum(truth[g, s] for g, s in enumerate(a)))
+    assert entry["winner"] == ",".join(best)
+    assert entry["trials"]["pool"] == 80 and entry["trials"]["used"] == 80 + entry["trials"]["complete"]

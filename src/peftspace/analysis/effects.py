@@ -25,6 +25,8 @@ names the columns it does not identify.
 additively through their methods. Every group gets a dummy ``"G{g}={S}"`` for every allowed subset
 but the first (the reference): 14 columns per group instead of 5, additive over groups still. It
 fits any per-group truth, at the price of more coefficients to estimate from the same pool.
+``levels`` may also give each group its own subsets (one list per group, each its own reference):
+the fit of a second pool narrowed to each group's best few subsets (:func:`narrowed_subsets`).
 
 **Blocks.** Designs that share a seed (data order, head initialisation) share a *context* that can
 move their errors by several points together. Give them a common block label: each block after the
@@ -97,23 +99,43 @@ def _block_labels(blocks, n: int) -> tuple[list[str], list]:
     return [], list(labels)
 
 
-def _check_terms(terms, levels) -> list[str]:
+def per_group(levels) -> bool:
+    """Whether ``levels`` gives every group its own subsets (a list of lists) rather than one list for all."""
+    return isinstance(levels, Sequence) and not isinstance(levels, str) and bool(levels) and \
+        all(isinstance(item, Sequence) and not isinstance(item, str) for item in levels)
+
+
+def group_levels(levels, g: int) -> Sequence[str]:
+    """Group ``g``'s subsets of ``terms="subsets"``: its own list when ``levels`` is per group, else ``levels``."""
+    return levels[g] if per_group(levels) else levels
+
+
+def _check_levels(levels, where: str = "levels") -> list[str]:
+    if isinstance(levels, str) or not isinstance(levels, Sequence) or len(levels) < 2:
+        return [f"{where}={levels!r} must list two or more subsets (the first is the reference) for terms='subsets'"]
+    problems = [p for i, s in enumerate(levels) if (p := _subset_problem(s, f"{where}[{i}]"))]
+    if not problems and len({canonical(s) for s in levels}) != len(levels):
+        problems.append(f"{where}={list(levels)} lists a subset more than once")
+    return problems
+
+
+def _check_terms(terms, levels, num_groups: int | None = None) -> list[str]:
     if terms == METHODS:
         return []
     if terms != SUBSETS:
         return [f"terms={terms!r} must be {METHODS!r} (method indicators and k>=2) or {SUBSETS!r} (a dummy per subset)"]
-    if isinstance(levels, str) or not isinstance(levels, Sequence) or len(levels) < 2:
-        return [f"levels={levels!r} must list two or more subsets (the first is the reference) for terms='subsets'"]
-    problems = [p for i, s in enumerate(levels) if (p := _subset_problem(s, f"levels[{i}]"))]
-    if not problems and len({canonical(s) for s in levels}) != len(levels):
-        problems.append(f"levels={list(levels)} lists a subset more than once")
+    if not per_group(levels):
+        return _check_levels(levels)
+    problems = [p for g, group in enumerate(levels) for p in _check_levels(group, f"levels[{g}]")]
+    if num_groups is not None and len(levels) != num_groups:
+        problems.append(f"levels gives {len(levels)} groups' subsets for {num_groups} groups")
     return problems
 
 
-def group_columns(g: int, terms: str = METHODS, levels: Sequence[str] = ALL_SUBSETS) -> list[str]:
+def group_columns(g: int, terms: str = METHODS, levels=ALL_SUBSETS) -> list[str]:
     """Column names of group ``g`` (0-based): four method indicators and ``k>=2``, or a dummy per non-reference level."""
     if terms == SUBSETS:
-        return [f"G{g + 1}={canonical(s)}" for s in levels[1:]]
+        return [f"G{g + 1}={canonical(s)}" for s in group_levels(levels, g)[1:]]
     return [f"G{g + 1}:{m}" for m in STRATEGIES] + [f"G{g + 1}:{SIZE_TERM}"]
 
 
@@ -128,13 +150,13 @@ def group_features(subset: str, terms: str = METHODS, levels: Sequence[str] = AL
     return np.array([float(m in subset) for m in STRATEGIES] + [float(len(subset) >= 2)])
 
 
-def assignment_row(assignment: Sequence[str], terms: str = METHODS, levels: Sequence[str] = ALL_SUBSETS) -> np.ndarray:
+def assignment_row(assignment: Sequence[str], terms: str = METHODS, levels=ALL_SUBSETS) -> np.ndarray:
     """The group part of a design-matrix row: :func:`group_features` of each group's subset, in group order."""
-    return np.concatenate([group_features(s, terms, levels) for s in assignment])
+    return np.concatenate([group_features(s, terms, group_levels(levels, g)) for g, s in enumerate(assignment)])
 
 
 def assignment_matrix(assignments: Sequence[Sequence[str]], num_groups: int, blocks=None, *, terms: str = METHODS,
-                      levels: Sequence[str] = ALL_SUBSETS) -> tuple[np.ndarray, list[str]]:
+                      levels=ALL_SUBSETS) -> tuple[np.ndarray, list[str]]:
     """The design matrix of a pool and its column names.
 
     Columns: ``"intercept"``; for every group g (1-based in names) the indicators ``"G{g}:A"``,
@@ -149,19 +171,20 @@ def assignment_matrix(assignments: Sequence[Sequence[str]], num_groups: int, blo
         num_groups: layer groups.
         blocks: optional block label per design (designs sharing a seed share a label).
         terms: ``"methods"`` (default) or ``"subsets"``.
-        levels: the subsets of ``terms="subsets"``, the first the reference (ignored for methods).
+        levels: the subsets of ``terms="subsets"``, the first the reference, or one such list per group
+            (ignored for methods).
 
     Raises:
         ValueError: listing every malformed assignment, terms or block argument.
     """
-    problems = _check_assignments(assignments, num_groups) + _check_terms(terms, levels)
+    problems = _check_assignments(assignments, num_groups) + _check_terms(terms, levels, num_groups)
     if not problems:
         more, labels = _block_labels(blocks, len(assignments))
         problems += more
     if not problems and terms == SUBSETS:
-        names = {canonical(s) for s in levels}
-        problems += [f"assignment {i}, group {g + 1}: subset {s!r} is not among the levels {list(levels)}"
-                     for i, a in enumerate(assignments) for g, s in enumerate(a) if canonical(s) not in names]
+        names = [[canonical(s) for s in group_levels(levels, g)] for g in range(num_groups)]
+        problems += [f"assignment {i}, group {g + 1}: subset {s!r} is not among the levels {names[g]}"
+                     for i, a in enumerate(assignments) for g, s in enumerate(a) if canonical(s) not in names[g]]
     if problems:
         raise ValueError("assignment_matrix: " + "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else ""))
     columns = ["intercept"] + [c for g in range(num_groups) for c in group_columns(g, terms, levels)]
@@ -239,7 +262,8 @@ class EffectsFit:
         blocks: the block labels in order of first appearance (the first is the reference); empty without blocks.
         residual_sd: ``sqrt(sum of squared residuals / df_resid)``.
         terms: ``"methods"`` or ``"subsets"`` (:func:`assignment_matrix`).
-        levels: the subsets of ``terms="subsets"`` (the first is the reference); empty for methods.
+        levels: the subsets of ``terms="subsets"`` (the first is the reference), or one such tuple per group;
+            empty for methods.
     """
 
     columns: tuple[str, ...]
@@ -252,7 +276,7 @@ class EffectsFit:
     blocks: tuple = ()
     residual_sd: float = float("nan")
     terms: str = METHODS
-    levels: tuple[str, ...] = ()  # the subsets of terms="subsets", the first the reference
+    levels: tuple = ()  # the subsets of terms="subsets", the first the reference (or one tuple per group)
 
     @property
     def se(self) -> np.ndarray:
@@ -321,7 +345,7 @@ def fill_pool_failures(errors, failed, blocks=None) -> np.ndarray:
 
 
 def fit_effects(errors, assignments: Sequence[Sequence[str]], num_groups: int, blocks=None, *, terms: str = METHODS,
-                levels: Sequence[str] = ALL_SUBSETS) -> EffectsFit:
+                levels=ALL_SUBSETS) -> EffectsFit:
     """Fit the additive effects model to a pool's errors (see the module doc).
 
     Args:
@@ -332,7 +356,7 @@ def fit_effects(errors, assignments: Sequence[Sequence[str]], num_groups: int, b
         blocks: optional block label per design: adds block fixed effects and makes the standard
             errors cluster-robust by block (needs two or more blocks).
         terms: ``"methods"`` (method indicators and ``k>=2``) or ``"subsets"`` (a dummy per level).
-        levels: the subsets of ``terms="subsets"``, the first the reference.
+        levels: the subsets of ``terms="subsets"``, the first the reference, or one such list per group.
 
     Returns:
         An :class:`EffectsFit`.
@@ -352,7 +376,7 @@ def fit_effects(errors, assignments: Sequence[Sequence[str]], num_groups: int, b
             problems.append(f"errors holds {bad.size} NaN or infinite value(s) at positions {bad[:10].tolist()}: fill "
                             f"failed trials first (fill_pool_failures: the worst error of the pool or of the block)")
     more = _check_assignments(assignments, num_groups)
-    problems += more + _check_terms(terms, levels)
+    problems += more + _check_terms(terms, levels, num_groups if isinstance(num_groups, int) else None)
     if not more and values.ndim == 1 and values.size != len(assignments):
         problems.append(f"errors has {values.size} values for {len(assignments)} assignments: give one error per design")
     labels = []
@@ -376,32 +400,61 @@ def fit_effects(errors, assignments: Sequence[Sequence[str]], num_groups: int, b
     fit = robust_ols(X, values, clusters=labels or None)
     residual_sd = float(np.sqrt(fit.residuals @ fit.residuals / fit.df_resid))
     return EffectsFit(tuple(columns), fit.coef, fit.cov, "cluster" if labels else "HC3", num_groups, n, fit.df_resid,
-                      tuple(dict.fromkeys(labels)), residual_sd, terms, tuple(map(canonical, levels)) if terms == SUBSETS else ())
+                      tuple(dict.fromkeys(labels)), residual_sd, terms, _canonical_levels(levels) if terms == SUBSETS else ())
+
+
+def _canonical_levels(levels) -> tuple:
+    if per_group(levels):
+        return tuple(tuple(map(canonical, group)) for group in levels)
+    return tuple(map(canonical, levels))
 
 
 # ---------------------------------------------------------------------------------- the choice
-def best_assignments(fit: EffectsFit, candidates: Sequence[str] = ALL_SUBSETS, top: int = 2) -> list[tuple[tuple[str, ...], float]]:
+def narrowed_subsets(fit: EffectsFit, candidates=ALL_SUBSETS, keep: int = 3) -> list[tuple[str, ...]]:
+    """Per group, the ``keep`` candidate subsets with the lowest predicted contribution, best first (ties: the
+    candidate listed first): the levels of a second, narrowed pool."""
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+        raise ValueError(f"narrowed_subsets: keep={keep!r} must be a positive integer")
+    lists = [tuple(dict.fromkeys(map(canonical, group_levels(candidates, g)))) for g in range(fit.num_groups)]
+    chosen, start = [], 1
+    for g in range(fit.num_groups):
+        width = len(group_columns(g, fit.terms, fit.levels))
+        coef = fit.coef[start:start + width]
+        start += width
+        score = np.array([group_features(s, fit.terms, group_levels(fit.levels, g)) @ coef for s in lists[g]])
+        chosen.append(tuple(lists[g][i] for i in np.argsort(score, kind="stable")[:keep]))
+    return chosen
+
+def best_assignments(fit: EffectsFit, candidates=ALL_SUBSETS, top: int = 2) -> list[tuple[tuple[str, ...], float]]:
     """The ``top`` assignments (one candidate subset per group) with the lowest predicted error.
 
-    Exact: the prediction is a sum of per-group scores (block effects shift all alike), so a
+    ``candidates``: the subsets every group may take, or one list per group (e.g. a fit's per-group
+    ``levels``). Exact: the prediction is a sum of per-group scores (block effects shift all alike), so a
     best-first search over each group's candidates sorted by score enumerates assignments in order of
     prediction. Ties go to the candidate listed first, group by group.
 
     Returns:
         ``[(assignment, predicted error), ...]``, best first; fewer than ``top`` when fewer exist.
     """
-    problems = [p for i, s in enumerate(candidates) if (p := _subset_problem(s, f"candidates[{i}]"))] if candidates else \
-        ["candidates must be a non-empty list of subsets"]
+    lists = [group_levels(candidates, g) for g in range(fit.num_groups)] if candidates else []
+    if per_group(candidates) and len(candidates) != fit.num_groups:
+        lists = []
+    problems = [p for g, group in enumerate(lists) for i, s in enumerate(group)
+                if (p := _subset_problem(s, f"candidates[{i}]" if not per_group(candidates) else f"candidates[{g}][{i}]"))]
+    if not lists or not all(lists):
+        problems.append("candidates must be a non-empty list of subsets, or one such list per group")
     if not isinstance(top, int) or isinstance(top, bool) or top < 1:
         problems.append(f"top={top!r} must be a positive integer")
     if problems:
-        raise ValueError("best_assignments: " + "; ".join(problems))
-    candidates = tuple(dict.fromkeys(map(canonical, candidates)))
-    width = len(group_columns(0, fit.terms, fit.levels))
+        raise ValueError("best_assignments: " + "; ".join(dict.fromkeys(problems)))
+    lists = [tuple(dict.fromkeys(map(canonical, group))) for group in lists]
     scores = []
+    start = 1  # after the intercept
     for g in range(fit.num_groups):
-        coef = fit.coef[1 + width * g:1 + width * (g + 1)]  # after the intercept
-        score = np.array([group_features(s, fit.terms, fit.levels) @ coef for s in candidates])
+        width = len(group_columns(g, fit.terms, fit.levels))
+        coef = fit.coef[start:start + width]
+        start += width
+        score = np.array([group_features(s, fit.terms, group_levels(fit.levels, g)) @ coef for s in lists[g]])
         order = np.argsort(score, kind="stable")
         scores.append((score[order], order))
 
@@ -412,11 +465,11 @@ def best_assignments(fit: EffectsFit, candidates: Sequence[str] = ALL_SUBSETS, t
     heap, seen, found = [entry(first)], {first}, []
     while heap and len(found) < top:
         _, numbers, ranks = heapq.heappop(heap)
-        assignment = tuple(candidates[i] for i in numbers)
+        assignment = tuple(lists[g][i] for g, i in enumerate(numbers))
         found.append((assignment, fit.predict(assignment)[0]))
         for g in range(fit.num_groups):
             successor = ranks[:g] + (ranks[g] + 1,) + ranks[g + 1:]
-            if ranks[g] + 1 < len(candidates) and successor not in seen:
+            if ranks[g] + 1 < len(lists[g]) and successor not in seen:
                 seen.add(successor)
                 heapq.heappush(heap, entry(successor))
     return found

@@ -15,7 +15,9 @@ sees the method effects, part of the size effect, and none of the subset terms o
 (``StageModel.trial``: its own context, or one context per block of ``block_size`` designs sharing
 a seed), failures at the worst error of the pool or block, the effects fit, then a paired race
 (:func:`peftspace.analysis.racing.race`) among the best predicted assignments and the recalled S4
-assignment. **Greedy search** (:func:`simulate_greedy`): the paper's protocol, group after group,
+assignment. With ``second_pool``, a second balanced pool narrowed to each group's ``narrow`` best
+predicted subsets is trained and fitted with a dummy per (group, subset) before the race: within the
+narrowed space the subset terms the first fit cannot see are estimated. **Greedy search** (:func:`simulate_greedy`): the paper's protocol, group after group,
 ``n`` designs per candidate subset (the groups not yet decided drawn at random, the decided ones
 fixed), the lowest mean error (failures dropped) wins the group.
 
@@ -30,7 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from peftspace.analysis.effects import METHODS, assignment_row, best_assignments, fill_pool_failures, fit_effects
+from peftspace.analysis.effects import (METHODS, SUBSETS, assignment_row, best_assignments, fill_pool_failures, fit_effects,
+                                        narrowed_subsets)
 from peftspace.analysis.racing import RacePlan, race, trials_used
 from peftspace.analysis.simulate import StageModel
 from peftspace.design.pool import balanced_assignments
@@ -122,7 +125,7 @@ def _name(assignment: Sequence[str]) -> str:
 
 def simulate_pool_search(truth: PoolTruth, model: StageModel, pool_size: int, plan: RacePlan, rng: np.random.Generator, *,
                          block_size: int | None = None, recalled: Sequence[str] | None = RECALLED_S4,
-                         finalists: int = 3, terms: str = METHODS) -> dict:
+                         finalists: int = 3, terms: str = METHODS, second_pool: int = 0, narrow: int = 3) -> dict:
     """One pool search (module doc) on a known truth.
 
     Args:
@@ -137,6 +140,9 @@ def simulate_pool_search(truth: PoolTruth, model: StageModel, pool_size: int, pl
         recalled: an assignment always raced (the recalled T5-base S4), or None.
         finalists: options in the final race: the best predicted ones, and ``recalled``.
         terms: the effects model's parametrization (``"methods"`` or ``"subsets"``, :func:`fit_effects`).
+        second_pool: designs in a second pool narrowed to each group's ``narrow`` best predicted subsets
+            (0: none), fitted alone with per-(group, subset) dummies; the finalists come from that fit.
+        narrow: subsets kept per group for the second pool.
 
     Returns:
         A dict: ``chosen`` (the race's winner) and its ``chosen_error``, ``best`` and ``best_error`` (the
@@ -146,15 +152,14 @@ def simulate_pool_search(truth: PoolTruth, model: StageModel, pool_size: int, pl
     if not isinstance(finalists, int) or finalists < 2:
         raise ValueError(f"finalists={finalists!r} must be an integer >= 2: a race needs two options")
     groups = truth.num_groups
-    assignments = balanced_assignments(groups, pool_size, rng, truth.subsets)
-    block_of = [i // block_size if block_size else i for i in range(pool_size)]
-    contexts = rng.normal(0.0, model.context_sd, block_of[-1] + 1)
-    results = [model.trial(truth.error(a), float(contexts[block_of[i]]), rng) for i, a in enumerate(assignments)]
-    blocks = block_of if block_size and block_of[-1] > 0 else None  # one block for the whole pool: the intercept absorbs it
-    failed = np.array([r is None for r in results])
-    errors = fill_pool_failures([math.nan if r is None else r for r in results], failed, blocks)
-    fit = fit_effects(errors, assignments, groups, blocks, terms=terms, levels=truth.subsets)
-    ranked = [a for a, _ in best_assignments(fit, truth.subsets, top=finalists)]
+    fit, _ = _pool_fit(truth, model, balanced_assignments(groups, pool_size, rng, truth.subsets), rng, block_size, terms,
+                       truth.subsets)
+    candidates = truth.subsets
+    if second_pool:
+        candidates = narrowed_subsets(fit, truth.subsets, keep=min(narrow, len(truth.subsets)))
+        fit, trained = _pool_fit(truth, model, balanced_assignments(groups, second_pool, rng, candidates), rng, block_size,
+                                 SUBSETS, candidates)
+    ranked = [a for a, _ in best_assignments(fit, candidates, top=finalists)]
     recalled = tuple(recalled) if recalled is not None else None
     options = [a for a in ranked if a != recalled][:finalists - 1] + [recalled] if recalled else ranked
     options.sort(key=lambda a: ranked.index(a) if a in ranked else len(ranked))  # race order breaks ties: best predicted first
@@ -172,8 +177,20 @@ def simulate_pool_search(truth: PoolTruth, model: StageModel, pool_size: int, pl
     race_trials = trials_used(result)
     return {"chosen": chosen, "chosen_error": chosen_error, "best": best, "best_error": best_error,
             "regret": chosen_error - best_error, "predicted": ranked[0], "predicted_regret": truth.error(ranked[0]) - best_error,
-            "finalists": options, "race_status": result.status, "pool_trials": pool_size, "race_trials": race_trials,
-            "trials": pool_size + race_trials}
+            "finalists": options, "race_status": result.status, "pool_trials": pool_size + second_pool,
+            "race_trials": race_trials, "trials": pool_size + second_pool + race_trials}
+
+
+def _pool_fit(truth: PoolTruth, model: StageModel, assignments, rng: np.random.Generator, block_size, terms, levels):
+    """Train a pool on the truth (one context per design, or per block of ``block_size``) and fit its effects."""
+    pool_size = len(assignments)
+    block_of = [i // block_size if block_size else i for i in range(pool_size)]
+    contexts = rng.normal(0.0, model.context_sd, block_of[-1] + 1)
+    results = [model.trial(truth.error(a), float(contexts[block_of[i]]), rng) for i, a in enumerate(assignments)]
+    blocks = block_of if block_size and block_of[-1] > 0 else None  # one block for the whole pool: the intercept absorbs it
+    failed = np.array([r is None for r in results])
+    errors = fill_pool_failures([math.nan if r is None else r for r in results], failed, blocks)
+    return fit_effects(errors, assignments, truth.num_groups, blocks, terms=terms, levels=levels), pool_size
 
 
 def simulate_greedy(truth: PoolTruth, model: StageModel, n: int, rng: np.random.Generator) -> dict:

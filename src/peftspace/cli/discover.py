@@ -25,7 +25,10 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
              first_look: int = typer.Option(5, "--first-look", help="racing: blocks before the first look."),
              look_every: int = typer.Option(5, "--look-every", help="racing: blocks between looks."),
              replicates: int = typer.Option(1, help="racing: seeds per design (its error is their mean)."),
-             pool_size: int = typer.Option(140, "--pool-size", help="racing: designs in the strategy stage's pool."),
+             pool_size: int = typer.Option(160, "--pool-size", help="racing: designs in the strategy stage's pools "
+                                                                   "together."),
+             narrow: int = typer.Option(3, "--narrow", help="racing: subsets kept per group for the strategy stage's "
+                                                            "second pool (0: one pool)."),
              max_trials: int = typer.Option(None, "--max-trials", help="racing: a cap on the discovery's trials."),
              wait: bool = typer.Option(True, "--wait/--no-wait", help="With --workers 0: wait for workers elsewhere "
                                                                     "and make each look as their blocks finish."),
@@ -73,7 +76,7 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
                             candidates=tuple(candidates.split(",")) if candidates else ALL_SUBSETS, name=name, storage=storage,
                             out_dir=out, seed=seed, schedule=schedule, data_dir=data_dir, workers=workers, threads=threads,
                             confidence=confidence, progress=show, protocol=protocol, plan=plan, replicates=replicates,
-                            pool_size=pool_size, max_trials=max_trials, wait=wait, lora_scaling=lora_scaling,
+                            pool_size=pool_size, narrow=narrow, max_trials=max_trials, wait=wait, lora_scaling=lora_scaling,
                             mid_validation=mid_validation, fidelity_check=fidelity_check)
     print_decisions(log)
 

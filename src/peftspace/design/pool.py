@@ -41,7 +41,8 @@ def balanced_assignments(num_groups: int, n: int, rng: np.random.Generator,
         num_groups: layer groups (4 in the paper).
         n: designs in the pool.
         rng: the only source of randomness; the same seed gives the same pool.
-        subsets: the allowed subsets (letters from A, P, B, L, in canonical order), the same for every group.
+        subsets: the allowed subsets (letters from A, P, B, L, in canonical order), the same for every group,
+            or one list per group, all equally long (a second pool narrowed to each group's best few).
 
     Returns:
         A list of ``n`` tuples of ``num_groups`` subset strings.
@@ -56,26 +57,36 @@ def balanced_assignments(num_groups: int, n: int, rng: np.random.Generator,
         problems.append(f"n={n!r} must be a positive integer (the number of designs in the pool)")
     if not isinstance(rng, np.random.Generator):
         problems.append(f"rng must be a numpy.random.Generator (numpy.random.default_rng(seed)), got {type(rng).__name__}")
-    allowed = tuple(subsets) if isinstance(subsets, (tuple, list)) else None
-    if not allowed:
-        problems.append(f"subsets={subsets!r} must be a non-empty list of strategy subsets such as ('A', 'AL')")
-    else:
-        bad = [s for s in allowed if s not in ALL_SUBSETS]
+    per_group = isinstance(subsets, (tuple, list)) and bool(subsets) and all(isinstance(s, (tuple, list)) for s in subsets)
+    lists = [tuple(s) for s in subsets] if per_group else None
+    if per_group and isinstance(num_groups, int) and len(lists) != num_groups:
+        problems.append(f"subsets gives {len(lists)} groups' subsets for num_groups={num_groups}")
+    elif per_group and len({len(s) for s in lists}) != 1:
+        problems.append(f"subsets gives groups different numbers of subsets {[len(s) for s in lists]}: per-group "
+                        f"subsets must be equally many")
+    allowed = tuple(subsets) if isinstance(subsets, (tuple, list)) and not per_group else None
+    for where, group in ([(f"subsets[{g}]", s) for g, s in enumerate(lists)] if per_group else [("subsets", allowed)]):
+        if not group:
+            problems.append(f"{where}={subsets!r:.80} must be a non-empty list of strategy subsets such as ('A', 'AL')")
+            continue
+        bad = [s for s in group if s not in ALL_SUBSETS]
         if bad:
-            problems.append(f"subsets {bad} are not strategy subsets: use letters from A, P, B, L in that order, "
+            problems.append(f"{where} {bad} are not strategy subsets: use letters from A, P, B, L in that order, "
                             f"without repeats (one of {list(ALL_SUBSETS)})")
-        repeated = sorted(s for s, count in Counter(allowed).items() if count > 1)
+        repeated = sorted(s for s, count in Counter(group).items() if count > 1)
         if repeated:
-            problems.append(f"subsets {repeated} are listed more than once: a balanced pool needs each subset once")
+            problems.append(f"{where} {repeated} are listed more than once: a balanced pool needs each subset once")
     if problems:
         raise DesignError([f"balanced_assignments: {p}" for p in problems])
-    size = len(allowed)
+    if not per_group:
+        lists = [allowed] * num_groups
+    size = len(lists[0])
     columns = np.stack([_balanced_column(n, size, rng) for _ in range(num_groups)], axis=1)
     if n <= size ** num_groups and not _repair(columns, size, rng):
         columns = _structured(num_groups, n, size, rng)
     elif n > size ** num_groups:
         columns = _structured(num_groups, n, size, rng)
-    return [tuple(allowed[i] for i in row) for row in columns.tolist()]
+    return [tuple(lists[g][i] for g, i in enumerate(row)) for row in columns.tolist()]
 
 
 def _balanced_column(n: int, size: int, rng: np.random.Generator) -> np.ndarray:

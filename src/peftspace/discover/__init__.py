@@ -36,14 +36,14 @@ COMPONENTS = ("grouping", "allocation", "tuned", "strategies")
 TITLES = {"grouping": "layer grouping", "allocation": "parameter allocation", "tuned": "tunable groups"}
 DISCOVERY_ATTR = "peftspace_discovery"
 DEFINITION_KEYS = ("model", "tasks", "samples_per_space", "seed", "schedule", "start", "components", "candidates", "confidence",
-                   "protocol", "plan", "replicates", "pool_size", "max_trials", "fidelity_check")
+                   "protocol", "plan", "replicates", "pool_size", "narrow", "max_trials", "fidelity_check")
 
 
 def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpace | str = "S0",
                   stages=COMPONENTS, candidates=ALL_SUBSETS, name: str | None = None, storage: str | None = None,
                   out_dir=None, seed: int = 0, schedule=None, data_dir=None, workers: int = 1, threads: int | None = None,
                   confidence: float = 0.95, heartbeat: Heartbeat = Heartbeat(), progress=None, protocol: str = "racing",
-                  plan=None, replicates: int = 1, pool_size: int = 140, max_trials: int | None = None,
+                  plan=None, replicates: int = 1, pool_size: int = 160, narrow: int = 3, max_trials: int | None = None,
                   wait: bool = False, lora_scaling: str | None = None, mid_validation: bool | None = None,
                   fidelity_check: int = 0) -> dict:
     """Run (or resume) a discovery and return its decision log.
@@ -66,7 +66,9 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
             (``samples_per_space`` unpaired designs per option, ranked by mean validation error).
         plan: the races' ``RacePlan`` (alpha, delta, max_blocks, looks); default ``RacePlan()``.
         replicates: seeds per design in a race (its error is their mean).
-        pool_size: designs in the strategy stage's pool (racing).
+        pool_size: designs in the strategy stage's pools together (racing).
+        narrow: subsets kept per group for the strategy stage's second pool (0: one pool; see
+            ``peftspace.discover.pool``).
         max_trials: a cap on the trials of the whole discovery (racing): each stage's races get at most an
             equal share of what is left, as blocks of their options.
         wait: with ``workers=0``, wait for workers elsewhere instead of returning ``"waiting"``.
@@ -102,7 +104,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
         plan = plan if isinstance(plan, RacePlan) else RacePlan(**(plan or {}))
     except (TypeError, ValueError) as error:
         raise SweepError(f"{error}") from None
-    for key, value, least in (("replicates", replicates, 1), ("pool_size", pool_size, 8)):
+    for key, value, least in (("replicates", replicates, 1), ("pool_size", pool_size, 8), ("narrow", narrow, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise SweepError(f"{key}={value!r} must be an integer >= {least}")
     if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 1):
@@ -139,6 +141,8 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
     if protocol == "racing":  # stored only for racing, so paper discoveries stored before it resume
         definition.update(protocol=protocol, plan=plan.to_dict(), replicates=replicates, pool_size=pool_size,
                           max_trials=max_trials, fidelity_check=fidelity_check)
+        if narrow:  # stored only when narrowing, so one-pool discoveries stored before it resume with narrow=0
+            definition["narrow"] = narrow
     log_study = _discovery_study(url, name, definition)
     log = {"name": name, **definition, "stages": [], "final_space": None, "final_design": None, "best": None, "status": "running"}
 
@@ -157,7 +161,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
             stage_plan = _budgeted(plan, max_trials, log, len(stages) - index, ctx.replicates)
             if component == "strategies":
                 pool, stage_plan = _pool_budget(plan, max_trials, log, len(stages) - index, ctx.replicates, pool_size)
-                state, space = pool_stage(ctx, entry, space, label, index, stage_plan, pool, tuple(candidates))
+                state, space = pool_stage(ctx, entry, space, label, index, stage_plan, pool, tuple(candidates), narrow)
             else:
                 options = component_subspaces(space, component)
                 entry["options"] = {o: {"space": sub.to_dict()} for o, sub in options.items()}

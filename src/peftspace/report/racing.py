@@ -228,8 +228,15 @@ def pool_block(pool: dict, sweep, finalists) -> str:
     lines = [f"<h4>Pool</h4><p>study <code>{e(study or '-')}</code>{missing}: {count(pool.get('size'))} designs, "
              f"{count(pool.get('failed'))} failed (set to the pool's worst validation error); per-group subsets "
              f"{e(', '.join(pool.get('subsets') or ()))}. An additive fit of per-group method effects on the pool's "
-             "validation errors predicts the assignments below; the final race takes them (and the recalled T5-base "
-             f"S4 assignment, where the space allows it): {e(names(finalists)) or DASH}.</p>"]
+             "validation errors " + ("keeps each group's best subsets for a second pool" if pool.get("second") else
+                                     "predicts the assignments below") + "; the final race takes the best predicted (and "
+             f"the recalled T5-base S4 assignment, where the space allows it): {e(names(finalists)) or DASH}.</p>"]
+    second = pool.get("second")
+    if second:
+        kept = "; ".join(f"group {g}: {', '.join(s)}" for g, s in enumerate(second.get("subsets") or (), start=1))
+        lines.append(f"<p>Second pool: study <code>{e(second.get('study') or '-')}</code>, {count(second.get('size'))} "
+                     f"designs, {count(second.get('failed'))} failed; subsets kept {e(kept)}. A fit with one effect per "
+                     "group and kept subset predicts the assignments below.</p>")
     predicted = pool.get("predicted") or []
     if predicted:
         body = [row([str(i), e(p.get("assignment")), num(p.get("error"))]) for i, p in enumerate(predicted, start=1)]
