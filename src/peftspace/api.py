@@ -10,7 +10,7 @@ from torch import nn
 
 from peftspace import __version__
 from peftspace.design import Design, DesignError, ModelError, Plan, resolve
-from peftspace.families import backbone_parameters, backbone_spec, blocks, family_of
+from peftspace.families import FAMILIES, backbone_parameters, backbone_spec, blocks, family_of
 from peftspace.strategies import STRATEGY_MODULES
 from peftspace.strategies._hooks import PREFIX
 
@@ -21,7 +21,17 @@ WEIGHTS_FILE = "peftspace_weights.safetensors"
 
 def plan(model_or_config, design: Design | str) -> Plan:
     """The per-layer plan of ``design`` on a model or config, without touching any weights."""
-    return resolve(_as_design(design), backbone_spec(model_or_config))
+    the_plan = resolve(_as_design(design), backbone_spec(model_or_config))
+    _check_prefix(the_plan)
+    return the_plan
+
+
+def _check_prefix(the_plan: Plan) -> None:
+    family = FAMILIES.get(the_plan.family)
+    layers = [layer.index for layer in the_plan.layers if "P" in layer.sizes]
+    if layers and family is not None and not family.can("prefix"):
+        raise ModelError(f"prefix tuning (P) is not available on the {the_plan.family} family ({the_plan.model_type}), "
+                         f"asked for in layers {layers}: {family.prefix_note or 'its family map does not declare prefix'}")
 
 
 def apply(model: nn.Module, design: Design | Plan | str) -> Plan:
@@ -32,6 +42,8 @@ def apply(model: nn.Module, design: Design | Plan | str) -> Plan:
     if hasattr(model, STATE_ATTRIBUTE):
         raise DesignError("this model already has a peftspace design; load a fresh backbone to apply another")
     the_plan = design if isinstance(design, Plan) else plan(model, design)
+    if isinstance(design, Plan):
+        _check_prefix(the_plan)
     found, size = blocks(model), backbone_parameters(model)
     if the_plan.family != family_of(model.config) or the_plan.backbone_parameters != size:
         raise ModelError(f"the plan was made for another backbone ({the_plan.model_type}, {the_plan.backbone_parameters:,} parameters) "

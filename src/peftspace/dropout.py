@@ -12,7 +12,8 @@ it with the same serial generator (and leaves its fused kernel for the math path
 BERT-like encoders, whose self-attention goes through transformers' attention interface with
 ``sdpa``, each attention module gets its own config naming ``fast_dropout_attention`` (as prefix
 tuning does): while training with dropout it computes the same softmax(QK^T * scale + mask) V with
-its mask from ``keep_mask``; otherwise it is ``sdpa`` itself. Other families keep torch's.
+its mask from ``keep_mask``; otherwise it is ``sdpa`` itself. Which families qualify is declared on
+the family map (the ``fast_attention_dropout`` capability); the others keep torch's.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import nn
 
 STEPS = 1 << 16  # 16-bit uniforms
 ATTENTION = "peftspace_fast_dropout"
-ATTENTION_FAMILIES = ("bert",)  # encoder self-attention through the interface: no causal mask, no position bias
+CAPABILITY = "fast_attention_dropout"  # declared by families in peftspace.families
 
 
 class FastDropout(nn.Module):
@@ -75,13 +76,13 @@ def fast_dropout_attention(module, query, key, value, attention_mask, scaling=No
 
 def use_fast_dropout(model: nn.Module) -> int:
     """Swap every plain ``nn.Dropout`` of ``model`` for a ``FastDropout`` of the same ``p``, and the ``sdpa``
-    attention of BERT-like encoders for ``fast_dropout_attention``; returns how many modules changed.
+    attention of families declaring ``fast_attention_dropout`` for ``fast_dropout_attention``; returns how many modules changed.
 
     Meant for a trial's own model copy: nothing here holds state, so nothing saved changes.
     """
     import copy
 
-    from peftspace.families import blocks, family_of
+    from peftspace.families import blocks, has_capability
     from peftspace.strategies.prefix import NAME as PREFIX
 
     swapped = 0
@@ -92,7 +93,7 @@ def use_fast_dropout(model: nn.Module) -> int:
                 replacement.train(child.training)
                 setattr(module, name, replacement)
                 swapped += 1
-    if family_of(model.config) not in ATTENTION_FAMILIES:
+    if not has_capability(model.config, CAPABILITY):
         return swapped
     _register()
     for block in blocks(model):

@@ -37,9 +37,9 @@ class StackMap:
     norms: tuple[str, ...] = ()
 
 
-def _bert_like(blocks: str) -> tuple[StackMap, ...]:
-    attention = AttentionMap("self", "attention.self", "attention.self.query", "attention.self.key",
-                             "attention.self.value", "attention.output.dense")
+def _bert_like(blocks: str, projection: str = "{}") -> tuple[StackMap, ...]:
+    q, k, v = (f"attention.self.{projection.format(role)}" for role in ("query", "key", "value"))
+    attention = AttentionMap("self", "attention.self", q, k, v, "attention.output.dense")
     return (StackMap("encoder", blocks, (attention,), ("intermediate.dense",), "output.dense", "intermediate",
                      ("attention.output.LayerNorm", "output.LayerNorm")),)
 
@@ -68,21 +68,118 @@ def _bart_stack(name: str) -> StackMap:
     return StackMap(name, f"{name}.layers", attentions, ("fc1",), "fc2", "fc1", norms)
 
 
-FAMILIES: dict[str, tuple[StackMap, ...]] = {
-    "bert": _bert_like("encoder.layer"),
-    "t5": (_t5_stack("encoder", 1), _t5_stack("decoder", 2)),
-    "bart": (_bart_stack("encoder"), _bart_stack("decoder")),
-    "gpt2": (StackMap("decoder", "h", (AttentionMap("self", "attn", "attn.c_attn#0/3", "attn.c_attn#1/3", "attn.c_attn#2/3", "attn.c_proj"),),
-                      ("mlp.c_fc",), "mlp.c_proj", "mlp", ("ln_1", "ln_2")),),
-    "llama": (StackMap("decoder", "layers", (AttentionMap("self", "self_attn", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"),),
-                       ("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj", "mlp", ("input_layernorm", "post_attention_layernorm")),),
+def _single_stack(blocks: str, attention: str, q: str, k: str, v: str, o: str, ffn_in: tuple[str, ...], ffn_out: str,
+                  ffn_module: str, norms: tuple[str, ...], name: str = "encoder") -> tuple[StackMap, ...]:
+    return (StackMap(name, blocks, (AttentionMap("self", attention, f"{attention}.{q}", f"{attention}.{k}", f"{attention}.{v}",
+                                                 f"{attention}.{o}"),), ffn_in, ffn_out, ffn_module, norms),)
+
+
+KINDS = ("encoder", "seq2seq", "decoder")  # each kind's default format: head, text-to-text, label-scoring
+CAPABILITIES = {
+    "prefix": "prefixes reach the attention (through transformers' attention interface, or the family's own code)",
+    "fast_attention_dropout": "encoder self-attention through the attention interface, no causal mask, no position bias "
+                              "(peftspace.dropout)",
+    "frozen_bottom": "a BERT-like encoder whose blocks take hidden states and the extended mask alone, below an "
+                     "``embeddings`` module (peftspace.frozen_bottom)",
+    "packing": "BERT-like sequence classification whose heads read the pooled output (peftspace.packing)",
 }
-MODEL_TYPES = {
-    "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "t5": "t5", "mt5": "t5", "bart": "bart", "mbart": "bart",
-    "gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama", "xlnet": "xlnet",
-}
+
+
+@dataclass(frozen=True)
+class Family:
+    """A backbone family: its stacks of blocks, its kind and what the speed-ups may assume of it.
+
+    ``capabilities`` are names from ``CAPABILITIES``; a family without ``"prefix"`` gets a clear
+    error when a design asks for prefixes (``prefix_note`` says why). ``optional_stacks`` may be
+    missing from a model (the decoder of ``T5EncoderModel``).
+    """
+
+    name: str
+    stacks: tuple[StackMap, ...]
+    kind: str = "encoder"
+    capabilities: frozenset[str] = frozenset({"prefix"})
+    optional_stacks: tuple[str, ...] = ()
+    prefix_note: str = ""
+
+    def __post_init__(self):
+        problems = []
+        if self.kind not in KINDS:
+            problems.append(f"kind {self.kind!r} is not one of {list(KINDS)}")
+        unknown = sorted(set(self.capabilities) - set(CAPABILITIES))
+        if unknown:
+            problems.append(f"unknown capabilities {unknown}; known: {sorted(CAPABILITIES)}")
+        if not self.stacks:
+            problems.append("a family needs at least one stack of blocks")
+        if problems:
+            raise ModelError(f"family {self.name!r}: " + "; ".join(problems))
+        object.__setattr__(self, "capabilities", frozenset(self.capabilities))
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+
+_BERT_SPEEDUPS = frozenset({"prefix", "fast_attention_dropout", "frozen_bottom", "packing"})
+_DEBERTA_PREFIX = ("DeBERTa's disentangled attention adds content-to-position and position-to-content scores of its own "
+                   "and does not go through transformers' attention interface, so prefixes cannot be placed; "
+                   "use adapters (A), BitFit (B) or LoRA (L)")
 XLNET = StackMap("encoder", "layer", (AttentionMap("self", "rel_attn", "q", "k", "v", "o"),), ("ff.layer_1",), "ff.layer_2", "ff",
                  ("rel_attn.layer_norm", "ff.layer_norm"))  # q/k/v/o: see peftspace.xlnet
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("bert", _bert_like("encoder.layer"), capabilities=_BERT_SPEEDUPS),
+    Family("t5", (_t5_stack("encoder", 1), _t5_stack("decoder", 2)), "seq2seq", optional_stacks=("decoder",)),
+    Family("bart", (_bart_stack("encoder"), _bart_stack("decoder")), "seq2seq", optional_stacks=("decoder",)),
+    Family("gpt2", _single_stack("h", "attn", "c_attn#0/3", "c_attn#1/3", "c_attn#2/3", "c_proj", ("mlp.c_fc",), "mlp.c_proj", "mlp",
+                                 ("ln_1", "ln_2"), "decoder"), "decoder"),
+    Family("llama", _single_stack("layers", "self_attn", "q_proj", "k_proj", "v_proj", "o_proj", ("mlp.gate_proj", "mlp.up_proj"),
+                                  "mlp.down_proj", "mlp", ("input_layernorm", "post_attention_layernorm"), "decoder"), "decoder"),
+    Family("xlnet", (XLNET,)),
+    Family("distilbert", _single_stack("transformer.layer", "attention", "q_lin", "k_lin", "v_lin", "out_lin", ("ffn.lin1",),
+                                       "ffn.lin2", "ffn", ("sa_layer_norm", "output_layer_norm"))),
+    Family("deberta-v2", _bert_like("encoder.layer", "{}_proj"), capabilities=frozenset(), prefix_note=_DEBERTA_PREFIX),
+    Family("modernbert", _single_stack("layers", "attn", "Wqkv#0/3", "Wqkv#1/3", "Wqkv#2/3", "Wo", ("mlp.Wi",), "mlp.Wo", "mlp",
+                                       ("attn_norm", "mlp_norm"))),
+)}
+MODEL_TYPES: dict[str, str] = {
+    "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "t5": "t5", "mt5": "t5", "bart": "bart", "mbart": "bart",
+    "gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "xlnet": "xlnet",
+    "distilbert": "distilbert", "deberta-v2": "deberta-v2", "modernbert": "modernbert",
+}
+
+
+def register(model_type: str, family: Family | str, replace: bool = False) -> Family:
+    """Let peftspace handle backbones whose ``config.model_type`` is ``model_type``.
+
+    ``family`` is either the name of a known family whose module layout the new model type shares
+    (``register("camembert", "bert")``), or a new ``Family`` saying where its blocks, attention
+    projections, FFN and norms live. Registering a model type or a family name that exists already
+    is an error unless ``replace``. Returns the family the model type now maps to.
+    """
+    if isinstance(family, str):
+        if family not in FAMILIES:
+            raise ModelError(f"unknown family {family!r}; known families: {sorted(FAMILIES)}, or pass a peftspace.families.Family")
+        family = FAMILIES[family]
+    elif not isinstance(family, Family):
+        raise ModelError(f"family must be a family name or a peftspace.families.Family, got {type(family).__name__}")
+    elif family.name in FAMILIES and FAMILIES[family.name] != family and not replace:
+        raise ModelError(f"a different family named {family.name!r} exists already; pick another name or pass replace=True")
+    if MODEL_TYPES.get(model_type, family.name) != family.name and not replace:
+        raise ModelError(f"model type {model_type!r} maps to the {MODEL_TYPES[model_type]!r} family already; pass replace=True "
+                         f"to map it to {family.name!r}")
+    FAMILIES[family.name] = family
+    MODEL_TYPES[model_type] = family.name
+    return family
+
+
+def family_map(config_or_name) -> Family:
+    """The ``Family`` of a config (by its ``model_type``) or of a family name."""
+    return FAMILIES[config_or_name if isinstance(config_or_name, str) else family_of(config_or_name)]
+
+
+def has_capability(config, capability: str) -> bool:
+    """Whether the family of ``config`` declares ``capability`` (one of ``CAPABILITIES``)."""
+    if capability not in CAPABILITIES:
+        raise ModelError(f"unknown capability {capability!r}; known: {sorted(CAPABILITIES)}")
+    return family_map(config).can(capability)
 
 
 @dataclass
@@ -162,17 +259,17 @@ def blocks(model: nn.Module, prepare: bool = False) -> list[Block]:
     ``prepare`` lets families that need it (XLNet) install what injection relies on; without it
     the model is left untouched.
     """
-    family, backbone = family_of(model.config), base_model(model)
-    if family == "xlnet":
+    family, backbone = family_map(model.config), base_model(model)
+    if family.name == "xlnet":
         return [_xlnet_block(i, block, prepare) for i, block in enumerate(backbone.get_submodule(XLNET.blocks))]
     found = []
-    for stack in FAMILIES[family]:
+    for stack in family.stacks:
         try:
             module_list = backbone.get_submodule(stack.blocks)
         except AttributeError:
-            if stack.name == "decoder" and family in ("t5", "bart"):
+            if stack.name in family.optional_stacks:
                 continue  # encoder-only variants (T5EncoderModel)
-            raise ModelError(f"{type(model).__name__} has no {stack.blocks!r}; is it really a {family} model?") from None
+            raise ModelError(f"{type(model).__name__} has no {stack.blocks!r}; is it really a {family.name} model?") from None
         for block_module in module_list:
             found.append(_block(len(found), stack, block_module))
     return found

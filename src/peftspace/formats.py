@@ -19,9 +19,6 @@ from torch import nn
 
 from peftspace.design.errors import ModelError
 
-ENCODER_FAMILIES = ("bert", "xlnet")
-SEQ2SEQ_FAMILIES = ("t5", "bart")
-DECODER_FAMILIES = ("gpt2", "llama")
 IGNORE = -100
 
 
@@ -34,11 +31,10 @@ class Batch:
 
 
 def default_format(family: str) -> str:
-    if family in SEQ2SEQ_FAMILIES:
-        return "text-to-text"
-    if family in DECODER_FAMILIES:
-        return "label-scoring"
-    return "head"
+    """The format for a family name, by the kind its family map declares (``peftspace.families.Family.kind``)."""
+    from peftspace.families import family_map
+
+    return {"seq2seq": "text-to-text", "decoder": "label-scoring"}.get(family_map(family).kind, "head")
 
 
 def make_format(name: str, spec, tokenizer, max_length: int, max_target_length: int = 64):

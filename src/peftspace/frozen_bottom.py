@@ -23,8 +23,8 @@ Exactness, and what it costs:
   depend on within a scope (backbone, ``k``, autocast dtype): a task, split, format or truncation
   length that yields the same tokens shares the entry.
 
-Where it applies: BERT-like encoders (BERT, RoBERTa, XLM-R) used with a classification/regression
-head, padded on the right, where a block's output for one example depends on that example alone and
+Where it applies: families declaring the ``frozen_bottom`` capability on the family map (BERT,
+RoBERTa, XLM-R: BERT-like encoders) used with a classification/regression head, padded on the right, where a block's output for one example depends on that example alone and
 position ids do not depend on the padding. Not elsewhere, by design: T5 blocks pass a position
 bias computed in block 0 to the blocks above, decoders and seq2seq formats mix in targets and
 caches, and XLNet's two-stream attention takes more than hidden states between blocks. There
@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from peftspace.design.errors import ModelError
-from peftspace.families import base_model, blocks, family_of
+from peftspace.families import base_model, blocks, has_capability
 from peftspace.strategies._hooks import PREFIX
 
 
@@ -81,7 +81,7 @@ def frozen_layers(model: nn.Module, fmt) -> int:
     from peftspace.formats import HeadFormat
 
     config = model.config
-    if (family_of(config) != "bert" or not isinstance(fmt, HeadFormat) or getattr(config, "is_decoder", False)
+    if (not has_capability(config, "frozen_bottom") or not isinstance(fmt, HeadFormat) or getattr(config, "is_decoder", False)
             or getattr(fmt.tokenizer, "padding_side", "right") != "right"):
         return 0
     if any(p.requires_grad for p in base_model(model).embeddings.parameters()):

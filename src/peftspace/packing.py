@@ -32,7 +32,7 @@ from torch import nn
 import peftspace
 from peftspace.batching import batch_stream
 from peftspace.design import PeftspaceError
-from peftspace.families import base_model, family_of
+from peftspace.families import FAMILIES, base_model, family_of, has_capability
 from peftspace.formats import make_format
 from peftspace.precision import autocast, resolve_precision
 from peftspace.strategies import prefix as prefix_strategy
@@ -49,7 +49,6 @@ from peftspace.trial import (
     versions,
 )
 
-SUPPORTED_FAMILIES = ("bert",)
 SUPPORTED_PROBLEMS = ("single_label_classification", "regression")
 PACKED_ATTENTION = "peftspace_packed"
 
@@ -222,8 +221,9 @@ def _strategy_hooks(module: nn.Module, strategy: set[int]) -> tuple[list, list]:
 def _check_model(model: nn.Module) -> None:
     problems = []
     family = family_of(model.config)
-    if family not in SUPPORTED_FAMILIES:
-        problems.append(f"the {family} family ({model.config.model_type}) cannot be packed yet; packing supports {list(SUPPORTED_FAMILIES)}")
+    if not has_capability(model.config, "packing"):
+        supported = sorted(name for name, f in FAMILIES.items() if f.can("packing"))
+        problems.append(f"the {family} family ({model.config.model_type}) cannot be packed yet; packing supports {supported}")
     problem = getattr(model.config, "problem_type", None)
     if problem not in SUPPORTED_PROBLEMS:
         problems.append(f"problem_type {problem!r}: packing computes per-design losses for {list(SUPPORTED_PROBLEMS)} "
