@@ -141,7 +141,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
 )}
 MODEL_TYPES: dict[str, str] = {
     "bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "t5": "t5", "mt5": "t5", "bart": "bart", "mbart": "bart",
-    "gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "xlnet": "xlnet",
+    "gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama", "gemma3_text": "llama", "xlnet": "xlnet",
     "distilbert": "distilbert", "deberta-v2": "deberta-v2", "modernbert": "modernbert",
 }
 
@@ -276,8 +276,19 @@ def blocks(model: nn.Module, prepare: bool = False) -> list[Block]:
 
 
 def backbone_parameters(model: nn.Module) -> int:
-    """Parameters of the backbone without heads, tied weights once, peftspace's own excluded."""
-    return sum(p.numel() for name, p in base_model(model).named_parameters() if "peftspace_" not in name)
+    """Parameters of the backbone without heads, tied weights once, peftspace's own excluded.
+
+    Where the model is its own base (T5 and mT5 keep ``encoder``, ``decoder`` and ``lm_head`` side by
+    side), an LM head that is not the input embeddings (T5 v1.1, flan-t5, mT5 checkpoints) is a head
+    too: excluded, as ``meta_model``'s bare backbone has none and sweeps plan from it.
+    """
+    backbone = base_model(model)
+    head = set()
+    output_embeddings = backbone.get_output_embeddings() if hasattr(backbone, "get_output_embeddings") else None
+    if output_embeddings is not None:
+        shared = {id(p) for p in backbone.get_input_embeddings().parameters()}
+        head = {id(p) for p in output_embeddings.parameters()} - shared
+    return sum(p.numel() for name, p in backbone.named_parameters() if "peftspace_" not in name and id(p) not in head)
 
 
 def backbone_spec(model_or_config) -> BackboneSpec:

@@ -7,6 +7,8 @@ import torch
 
 import peftspace
 from peftspace import Design, StrategyOptions
+from peftspace.design.errors import ModelError
+from peftspace.families import family_map
 from tiny_models import BUILDERS, build, inputs, output
 
 STRATEGY_PARAMETER_NAMES = {"A": "peftspace_adapter", "P": "peftspace_prefix", "B": "peftspace_bitfit", "L": "peftspace_lora"}
@@ -25,6 +27,20 @@ DESIGNS = {
 }
 
 
+def _uses_prefix(design: Design) -> bool:
+    return "P" in "".join(design.strategies)
+
+
+def _takes_prefix(model) -> bool:
+    return family_map(model.config).can("prefix")
+
+
+def _mixed(model) -> Design:
+    """The mixed design, without prefixes on a family that cannot take them."""
+    return DESIGNS["mixed"] if _takes_prefix(model) else Design(grouping="uniform", num_groups=2, allocation="increasing",
+                                                               strategies=("ABL", "BL"), budget_fraction=0.2)
+
+
 def _strategy_counts(model) -> dict[str, int]:
     counts = {}
     for letter, marker in STRATEGY_PARAMETER_NAMES.items():
@@ -38,6 +54,12 @@ def _strategy_counts(model) -> dict[str, int]:
 @pytest.mark.parametrize("family", sorted(BUILDERS))
 def test_trainable_set_and_counts_match_the_plan(family, design_name):
     model = build(family)
+    if _uses_prefix(DESIGNS[design_name]) and not _takes_prefix(model):
+        with pytest.raises(ModelError, match="prefix tuning .P. is not available on the"):
+            peftspace.apply(model, DESIGNS[design_name])
+        assert all(p.requires_grad for p in model.parameters())  # refused before anything changed
+        assert not any("peftspace_" in name for name, _ in model.named_modules())
+        return
     plan = peftspace.apply(model, DESIGNS[design_name])
 
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
@@ -74,7 +96,7 @@ def test_trained_deltas_change_outputs_and_get_gradients(family):
     model, batch = build(family), inputs(family)
     with torch.no_grad():
         frozen = output(model, batch)
-    peftspace.apply(model, DESIGNS["mixed"])
+    peftspace.apply(model, _mixed(model))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.requires_grad:
@@ -101,7 +123,7 @@ def test_bitfit_adds_biases_where_the_family_has_none():
 
 
 def test_prefix_is_causal_in_decoders_and_visible_to_every_position():
-    for family in ("gpt2", "llama"):
+    for family in [f for f in sorted(BUILDERS) if family_map(build(f).config).kind == "decoder"]:
         model, batch = build(family), inputs(family)
         batch = {"input_ids": batch["input_ids"][:1]}
         with torch.no_grad():
@@ -113,3 +135,45 @@ def test_prefix_is_causal_in_decoders_and_visible_to_every_position():
             after = output(model, changed)
         assert torch.allclose(before[0, :5], after[0, :5], atol=1e-6)  # the future stays invisible
         assert (before[0] - frozen[0]).abs().amax(-1).min() > 1e-4  # every position sees the prefix
+
+
+@pytest.mark.parametrize("family", sorted(BUILDERS))
+def test_plan_from_the_config_counts_what_the_model_trains(family):
+    """Sweeps plan from a config (a meta-device backbone without task heads); the trained model must agree."""
+    model = build(family)
+    design = _mixed(model)
+    from_config = peftspace.plan(model.config, design)
+    applied = peftspace.apply(model, from_config)  # refused if the backbone sizes differ
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == from_config.training_total
+    assert applied.backbone_parameters == from_config.backbone_parameters
+
+
+@pytest.mark.parametrize("family", sorted(BUILDERS))
+def test_save_load_and_merge(family, tmp_path):
+    model, batch = build(family), inputs(family)
+    peftspace.apply(model, _mixed(model))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.05)
+        expected = output(model, batch)
+    peftspace.save(model, tmp_path)
+    restored = peftspace.load(build(family), tmp_path)
+    with torch.no_grad():
+        assert torch.equal(output(restored, batch), expected)
+        peftspace.merge(model)
+        torch.testing.assert_close(output(model, batch), expected, rtol=1e-4, atol=1e-4)
+    assert not any("peftspace_lora" in n or "peftspace_bitfit" in n for n, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize("family", ["t5-untied", "mt5"])
+def test_an_untied_lm_head_is_not_part_of_the_budget(family):
+    model = build(family)
+    assert model.lm_head.weight is not model.shared.weight
+    without_head = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("lm_head."))
+    design = Design(strategies=("AL",), budget_fraction=0.05)
+    planned, from_config = peftspace.plan(model, design), peftspace.plan(model.config, design)
+    assert planned.backbone_parameters == from_config.backbone_parameters == without_head
+    assert planned.budget == from_config.budget == round(0.05 * without_head)
+    peftspace.apply(model, from_config)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == from_config.total
