@@ -9,7 +9,7 @@ import peftspace
 from peftspace import Design, StrategyOptions
 from peftspace.design.errors import ModelError
 from peftspace.families import family_map
-from tiny_models import BUILDERS, build, inputs, output
+from tiny_models import BUILDERS, build, inputs, output, perturb
 
 STRATEGY_PARAMETER_NAMES = {"A": "peftspace_adapter", "P": "peftspace_prefix", "B": "peftspace_bitfit", "L": "peftspace_lora"}
 
@@ -97,10 +97,7 @@ def test_trained_deltas_change_outputs_and_get_gradients(family):
     with torch.no_grad():
         frozen = output(model, batch)
     peftspace.apply(model, _mixed(model))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.requires_grad:
-                p.normal_(0, 0.05)
+    perturb(model)
     out = output(model, batch)
     assert not torch.allclose(out, frozen, atol=1e-4)
     out.float().pow(2).mean().backward()
@@ -152,10 +149,8 @@ def test_plan_from_the_config_counts_what_the_model_trains(family):
 def test_save_load_and_merge(family, tmp_path):
     model, batch = build(family), inputs(family)
     peftspace.apply(model, _mixed(model))
+    perturb(model)
     with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.normal_(0, 0.05)
         expected = output(model, batch)
     peftspace.save(model, tmp_path)
     restored = peftspace.load(build(family), tmp_path)

@@ -13,6 +13,7 @@ import peftspace
 from peftspace import Design
 from peftspace.design.errors import ModelError
 from peftspace.families import FAMILIES, MODEL_TYPES, AttentionMap, Family, StackMap, register
+from tiny_models import perturb
 
 LORA_ADAPTER_BITFIT = Design(grouping="uniform", num_groups=2, allocation="increasing", strategies=("ABL", "BL"), budget_fraction=0.2)
 MPNET = Family("mpnet", (StackMap("encoder", "encoder.layer", (AttentionMap("self", "attention.attn", "attention.attn.q", "attention.attn.k",
@@ -76,9 +77,8 @@ def test_a_new_family_map_gets_exact_counts_no_op_and_save_load(tmp_path):
     assert plan.backbone_parameters == sum(p.numel() for name, p in model.named_parameters() if "peftspace_" not in name)
     with torch.no_grad():
         assert torch.allclose(_out(model, batch), frozen, atol=1e-6, rtol=0)
-        for p in model.parameters():
-            if p.requires_grad:
-                p.normal_(0, 0.05)
+    perturb(model)
+    with torch.no_grad():
         tuned = _out(model, batch)
     assert not torch.allclose(tuned, frozen, atol=1e-4)
     peftspace.save(model, tmp_path)

@@ -9,7 +9,7 @@ import peftspace
 from peftspace import Design, StrategyOptions
 from peftspace.strategies.prefix import Prefix
 from peftspace.xlnet import _core
-from tiny_models import build, inputs, output
+from tiny_models import build, inputs, output, perturb
 
 
 def _captured_core_inputs(model, batch):
@@ -71,10 +71,8 @@ def test_xlnet_merge_save_and_load(tmp_path):
     model = build("xlnet")
     design = Design(strategies=("BL",), budget_fraction=0.1, options=StrategyOptions(lora_targets=("q", "k", "v", "o")))
     peftspace.apply(model, design)
+    perturb(model)
     with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.normal_(0, 0.05)
         expected = output(model, batch)
     peftspace.save(model, tmp_path)
     restored = peftspace.load(build("xlnet"), tmp_path)

@@ -122,3 +122,12 @@ def inputs(family: str, seed: int = 0) -> dict:
 def output(model, batch) -> torch.Tensor:
     result = model(**batch)
     return result.logits if hasattr(result, "logits") else result.last_hidden_state
+
+
+@torch.no_grad()
+def perturb(model, std: float = 0.05, seed: int = 0) -> None:
+    """Move every trainable parameter off its initial value, as training would."""
+    generator = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        if p.requires_grad:
+            p.copy_(torch.randn(p.shape, generator=generator) * std)
