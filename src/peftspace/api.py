@@ -21,12 +21,11 @@ WEIGHTS_FILE = "peftspace_weights.safetensors"
 
 def plan(model_or_config, design: Design | str) -> Plan:
     """The per-layer plan of ``design`` on a model or config, without touching any weights."""
-    the_plan = resolve(_as_design(design), backbone_spec(model_or_config))
-    _check_prefix(the_plan)
-    return the_plan
+    return resolve(_as_design(design), backbone_spec(model_or_config))  # refuses strategies the family cannot take
 
 
 def _check_prefix(the_plan: Plan) -> None:
+    """A plan made elsewhere (a file) may still ask for prefixes on a family that cannot take them."""
     family = FAMILIES.get(the_plan.family)
     layers = [layer.index for layer in the_plan.layers if "P" in layer.sizes]
     if layers and family is not None and not family.can("prefix"):

@@ -294,9 +294,10 @@ def backbone_parameters(model: nn.Module) -> int:
 def backbone_spec(model_or_config) -> BackboneSpec:
     """The torch-free description the design layer plans with; configs are built on meta."""
     model = model_or_config if isinstance(model_or_config, nn.Module) else meta_model(model_or_config)
-    family = family_of(model.config)
-    return BackboneSpec(family=family, model_type=model.config.model_type, num_parameters=backbone_parameters(model),
-                        layers=tuple(b.spec() for b in blocks(model)))
+    family = family_map(model.config)
+    unavailable = () if family.can("prefix") else (("P", family.prefix_note or "its family map does not declare 'prefix'"),)
+    return BackboneSpec(family=family.name, model_type=model.config.model_type, num_parameters=backbone_parameters(model),
+                        layers=tuple(b.spec() for b in blocks(model)), unavailable=unavailable)
 
 
 def meta_model(config) -> nn.Module:

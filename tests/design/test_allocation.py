@@ -344,3 +344,21 @@ def test_plan_round_trip(design, spec):
 def test_malformed_plan_is_a_design_error(data):
     with pytest.raises(DesignError, match="saved plan is malformed"):
         Plan.from_dict(data)
+
+
+def test_a_strategy_the_backbone_cannot_take_is_refused_per_group_and_never_sampled():
+    from dataclasses import replace
+
+    from peftspace.design.space import DesignSpace, sample
+
+    backbone = replace(bert_like(num_layers=4), unavailable=(("P", "no attention interface"),))
+    with pytest.raises(DesignError) as error:
+        resolve(Design(num_groups=2, strategies=("AP", "LP"), budget_fraction=0.01), backbone)
+    assert error.value.problems == ["group 0: prefix (P) is not available on this bert backbone: no attention interface",
+                                    "group 1: prefix (P) is not available on this bert backbone: no attention interface"]
+    assert resolve(Design(num_groups=2, tuned_groups=(1,), strategies=("AP", "L"), budget_fraction=0.01), backbone).layers
+    space = DesignSpace(name="all", num_groups=2, budget_fraction=0.01)
+    designs = sample(space, 20, 0, backbone)
+    assert len(designs) == 20
+    assert all("P" not in design.group_strategies()[g] for design in designs for g in design.tuned())
+    assert any("P" in "".join(design.group_strategies()) for design in sample(space, 20, 0, bert_like(num_layers=4)))

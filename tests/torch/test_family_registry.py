@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,7 @@ from transformers import (BertConfig, BertForSequenceClassification, CamembertCo
 
 import peftspace
 from peftspace import Design
-from peftspace.design.errors import ModelError
+from peftspace.design.errors import DesignError, ModelError
 from peftspace.families import FAMILIES, MODEL_TYPES, AttentionMap, Family, StackMap, register
 from tiny_models import perturb
 
@@ -89,8 +90,13 @@ def test_a_new_family_map_gets_exact_counts_no_op_and_save_load(tmp_path):
 def test_a_family_without_prefixes_says_why_before_changing_the_model():
     register("mpnet", MPNET)
     model = _mpnet()
-    with pytest.raises(ModelError, match="not available on the mpnet family.*relative position bias"):
+    with pytest.raises(DesignError, match="prefix .P. is not available on this mpnet backbone: .*relative position bias"):
         peftspace.apply(model, Design(strategies=("AP",), budget_fraction=0.1))
+    assert all(p.requires_grad for p in model.parameters())
+    plan = peftspace.plan(model, Design(strategies=("A",), budget_fraction=0.1))
+    edited = replace(plan, layers=tuple(replace(layer, sizes={**layer.sizes, "P": 2}) for layer in plan.layers))  # a hand-edited file
+    with pytest.raises(ModelError, match="prefix tuning .P. is not available on the mpnet family .mpnet., asked for in layers \\[0, 1, 2, 3\\]"):
+        peftspace.apply(model, edited)
     assert all(p.requires_grad for p in model.parameters())
 
 

@@ -48,6 +48,10 @@ def resolve(design: Design, backbone: BackboneSpec) -> Plan:
     if budget > backbone.num_parameters:
         raise DesignError(f"budget_params={budget:,} exceeds the backbone's {backbone.num_parameters:,} parameters")
     subsets = design.group_strategies()
+    problems = [f"group {g}: {STRATEGY_NAMES[s]} ({s}) is not available on this {backbone.model_type} backbone: {why}"
+                for g in design.tuned() for s, why in backbone.unavailable if s in subsets[g]]
+    if problems:
+        raise DesignError(problems)
     tuned_layers = [(g, i) for g in design.tuned() for i in range(ranges[g][0], ranges[g][1] + 1)]
     layer_budgets = split_integer(budget, allocation_weights(design.allocation, len(tuned_layers)))
 

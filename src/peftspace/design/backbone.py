@@ -54,12 +54,16 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A backbone's blocks in global order and its parameter count (task heads excluded)."""
+    """A backbone's blocks in global order and its parameter count (task heads excluded).
+
+    ``unavailable`` holds (strategy letter, why) for strategies its family cannot take (DeBERTa: "P").
+    """
 
     family: str
     model_type: str
     num_parameters: int
     layers: tuple[LayerSpec, ...] = field(default_factory=tuple)
+    unavailable: tuple[tuple[str, str], ...] = ()
 
     @property
     def num_layers(self) -> int:
