@@ -29,7 +29,12 @@ _API = {
 __all__ = sorted(_API)
 
 
+_SUBMODULES = ("families",)  # ``peftspace.families.register(...)`` after a plain ``import peftspace``
+
+
 def __getattr__(name: str):
     if name in _API:
         return getattr(importlib.import_module(_API[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"peftspace.{name}")
     raise AttributeError(f"module 'peftspace' has no attribute {name!r}")

@@ -59,7 +59,7 @@ def _out(model, batch):
 def test_an_unknown_model_type_is_refused_until_registered():
     with pytest.raises(ModelError, match="'camembert' is not supported"):
         peftspace.plan(_camembert(), "lora")
-    assert register("camembert", "bert") is FAMILIES["bert"]
+    assert peftspace.families.register("camembert", "bert") is FAMILIES["bert"]  # reachable from a plain `import peftspace`
     model = _camembert()
     plan = peftspace.apply(model, Design(strategies=("L",), budget_fraction=0.1))
     assert plan.family == "bert"
