@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import tempfile
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 
@@ -26,15 +28,46 @@ class TrialCache:
     each trial the model it loads (what a trial without a cache gets). Tokenizers and configs of as
     many backbones; and for at most ``max_tasks`` (task, format) pairs the loaded task and the
     encodings of the examples trials actually used. The states entering the lowest modified block
-    of trials' designs (``peftspace.frozen_bottom``) take up to ``max_activation_mb`` MiB of host memory,
+    of trials' designs (``peftspace.frozen_bottom``) take up to ``max_activation_mb`` MiB of the trials' device memory,
     kept for every epoch and every later trial on the backbone; once full, nothing more is added.
-    Not thread-safe: one per process (a sweep worker keeps one).
+    Pristine models are kept on the device trials asked for (one per device), so each trial's copy
+    is made there. Not thread-safe: one per process (a sweep worker keeps one).
     """
 
     def __init__(self, max_models: int = 2, max_tasks: int = 8, max_activation_mb: float = 1024):
         self._models, self._backbones = _Lru(max_models), _Lru(max(1, max_models))
         self._tasks, self._encodings = _Lru(max_tasks), _Lru(max_tasks)
         self.bottom_states = BottomStore(int(max_activation_mb * 2**20))
+        self._snapshots: dict[int, tuple] = {}  # id(loaded model) -> (the model, its saved directory)
+        self._snapshot_dir: tempfile.TemporaryDirectory | None = None
+
+    def snapshot(self, model, tokenizer=None) -> str:
+        """A directory holding ``model`` (a loaded ``PreTrainedModel``) and its tokenizer, saved once per model.
+
+        Trials then load it like any saved backbone (so the record is the one its saved path gives,
+        and the user's object is never trained or changed). The tokenizer is ``tokenizer`` or the one
+        at ``model.name_or_path``. The directory is taken at the first trial of ``model`` and removed
+        with the cache; a model changed in between needs a new cache.
+        """
+        from peftspace.design.errors import ModelError
+        from peftspace.models import load_tokenizer
+
+        if id(model) in self._snapshots:
+            return self._snapshots[id(model)][1]
+        if not callable(getattr(model, "save_pretrained", None)) or not hasattr(model, "config"):
+            raise ModelError(f"a backbone must be a name, a path or a loaded transformers PreTrainedModel, not {type(model).__name__}")
+        source = getattr(model, "name_or_path", "") or ""
+        if tokenizer is None:
+            if not source:
+                raise ModelError(f"the loaded {type(model).__name__} has no name_or_path to find its tokenizer: pass tokenizer=")
+            tokenizer = load_tokenizer(source)
+        if self._snapshot_dir is None:
+            self._snapshot_dir = tempfile.TemporaryDirectory(prefix="peftspace-model-")
+        directory = str(Path(self._snapshot_dir.name) / str(len(self._snapshots)))
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        self._snapshots[id(model)] = (model, directory)  # holding the model keeps its id from being reused
+        return directory
 
     def task(self, name: str, data_dir, seed: int):
         """``load_task(name, data_dir, seed=seed)``, loaded once per (name, data_dir, seed)."""
@@ -53,12 +86,12 @@ class TrialCache:
 
         return self._backbones.get(backbone, lambda: (load_config(backbone), load_tokenizer(backbone)))
 
-    def model(self, backbone: str, model_class, kwargs: dict) -> tuple[torch.nn.Module, frozenset[str]]:
-        """A model of ``backbone`` as ``model_class`` for one trial alone, and the names the checkpoint lacked."""
+    def model(self, backbone: str, model_class, kwargs: dict, device="cpu") -> tuple[torch.nn.Module, frozenset[str]]:
+        """A model of ``backbone`` as ``model_class`` on ``device`` for one trial alone, and the names the checkpoint lacked."""
         if self._models.size == 0:  # kept nowhere, so the loaded model is already the trial's alone
-            return _load_pristine(backbone, model_class, kwargs)
-        pristine, newly_initialized = self._models.get((backbone, model_class, tuple(sorted(kwargs.items()))),
-                                                       lambda: _load_pristine(backbone, model_class, kwargs))
+            return _load_pristine(backbone, model_class, kwargs, device)
+        pristine, newly_initialized = self._models.get((backbone, model_class, tuple(sorted(kwargs.items())), str(device)),
+                                                       lambda: _load_pristine(backbone, model_class, kwargs, device))
         return copy.deepcopy(pristine), newly_initialized
 
     def encodings(self, backbone: str, format_name: str, fmt, data) -> Encodings:
@@ -68,11 +101,13 @@ class TrialCache:
         return self._encodings.get(key, lambda: Encodings(data, fmt))
 
 
-def _load_pristine(backbone: str, model_class, kwargs: dict) -> tuple[torch.nn.Module, frozenset[str]]:
+def _load_pristine(backbone: str, model_class, kwargs: dict, device="cpu") -> tuple[torch.nn.Module, frozenset[str]]:
     from peftspace.models import load_backbone
 
     with torch.random.fork_rng(devices=[]):  # loading must not advance the trial's stream
         model, info = load_backbone(backbone, model_class, output_loading_info=True, **kwargs)
+    if torch.device(device).type != "cpu":
+        model.to(device)
     return model, frozenset(info.get("missing_keys", ()))
 
 

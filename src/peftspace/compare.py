@@ -22,9 +22,16 @@ def trial_key(design: str, task: str, seed: int) -> str:
 
 
 def compare(designs: list[str], tasks: list[str], seeds: list[int], model: str, out_dir: str | Path,
-            schedule: Schedule = Schedule(), data_dir=None, budget: float | None = None, progress=None) -> list[dict]:
-    """Run every (design, task, seed) not yet in ``out_dir`` and write ``table.md``/``table.csv``."""
+            schedule: Schedule = Schedule(), data_dir=None, budget: float | None = None, progress=None,
+            device: str = "auto") -> list[dict]:
+    """Run every (design, task, seed) not yet in ``out_dir`` and write ``table.md``/``table.csv``.
+
+    ``device``: where the trials run (``peftspace.devices``); records made on another device are kept.
+    """
     from peftspace.api import _as_design
+    from peftspace.devices import resolve_device
+
+    device = str(resolve_device(device))  # one clear error for CUDA without CUDA, before any trial
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -41,7 +48,7 @@ def compare(designs: list[str], tasks: list[str], seeds: list[int], model: str, 
                     continue
                 if progress is not None:
                     progress(key)
-                record = run_trial(design, model, task, schedule, seed, data_dir=data_dir, cache=cache)
+                record = run_trial(design, model, task, schedule, seed, data_dir=data_dir, cache=cache, device=device)
                 record["key"], record["design_name"] = key, name
                 with (out_dir / RECORDS).open("a") as f:
                     f.write(json.dumps(record) + "\n")

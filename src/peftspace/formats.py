@@ -29,6 +29,13 @@ class Batch:
     groups: list = field(default_factory=list)
     contexts: list = field(default_factory=list)  # label-scoring: each example's prompt tokens
 
+    def to(self, device) -> Batch:
+        """This batch with its tensors on ``device`` (itself when they are there already, as on the CPU)."""
+        if all(v.device == torch.device(device) for v in self.inputs.values()):
+            return self
+        return Batch({k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}, self.references, self.groups,
+                     self.contexts)
+
 
 def default_format(family: str) -> str:
     """The format for a family name, by the kind its family map declares (``peftspace.families.Family.kind``)."""
@@ -197,9 +204,11 @@ class LabelScoringFormat(_Format):
             for word in words:
                 rows.append(context + word)
                 labels.append([IGNORE] * len(context) + word)
-        ids = self._pad(rows, self.tokenizer.pad_token_id)
-        mask = self._pad([[1] * len(r) for r in rows], 0)
-        scores = _sequence_log_likelihood(model(input_ids=ids, attention_mask=mask).logits[:, :-1], self._pad(labels, IGNORE)[:, 1:])
+        device = next(model.parameters()).device
+        ids = self._pad(rows, self.tokenizer.pad_token_id).to(device)
+        mask = self._pad([[1] * len(r) for r in rows], 0).to(device)
+        scores = _sequence_log_likelihood(model(input_ids=ids, attention_mask=mask).logits[:, :-1],
+                                          self._pad(labels, IGNORE)[:, 1:].to(device))
         return scores.view(len(batch.contexts), len(words)).argmax(-1).tolist()
 
 
@@ -207,7 +216,7 @@ def _rank_label_words(fmt: TextToTextFormat, model, source: dict) -> torch.Tenso
     words = [fmt.tokenizer(text_target=w)["input_ids"] for w in fmt.spec.label_words]
     n, c = source["input_ids"].shape[0], len(words)
     repeated = {k: v.repeat_interleave(c, dim=0) for k, v in source.items()}
-    labels = fmt._pad(words * n, IGNORE)
+    labels = fmt._pad(words * n, IGNORE).to(source["input_ids"].device)
     logits = model(**repeated, labels=labels).logits
     return _sequence_log_likelihood(logits, labels).view(n, c).argmax(-1)
 

@@ -45,7 +45,7 @@ from peftspace.strategies._hooks import PREFIX
 
 
 class BottomStore:
-    """Frozen-bottom states by (scope, tokens), fp32 on the CPU, at most ``max_bytes`` of them.
+    """Frozen-bottom states by (scope, tokens), fp32 on the device that computed them, at most ``max_bytes`` of them.
 
     When full, it stops adding rather than evicting: epochs and trials revisit the same examples
     in cycles, where least-recently-used eviction would drop every entry just before its reuse.
@@ -66,7 +66,7 @@ class BottomStore:
         size = states.numel() * 4 + sum(len(part) for part in key if isinstance(part, bytes))
         if key in self._states or self.used_bytes + size > self.max_bytes:
             return False
-        self._states[key] = states.detach().to("cpu", torch.float32, copy=True)
+        self._states[key] = states.detach().to(dtype=torch.float32, copy=True)
         self.used_bytes += size
         return True
 
@@ -124,7 +124,7 @@ class FrozenBottom(nn.Module):
                              "run with frozen_bottom='off' for left-padded batches")
         ids, types = input_ids.cpu(), None if token_type_ids is None else token_type_ids.cpu()
         dtype = next(self.embeddings.parameters()).dtype
-        served = torch.zeros(batch, width, self.embeddings.word_embeddings.embedding_dim, dtype=dtype)
+        served = torch.zeros(batch, width, self.embeddings.word_embeddings.embedding_dim, dtype=dtype, device=input_ids.device)
         for row, length in enumerate(lengths.tolist()):
             key = (*self.scope, ids[row, :length].numpy().tobytes(),
                    b"" if types is None else types[row, :length].numpy().tobytes())

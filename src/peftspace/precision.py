@@ -1,4 +1,9 @@
-"""Mixed precision: which precision ``auto`` means on this hardware, and the forward passes' context."""
+"""Mixed precision: which precision ``auto`` means on this hardware, and the forward passes' context.
+
+On the CPU and on GPUs that do bf16 (``torch.cuda.is_bf16_supported``) ``auto`` is bf16 autocast (or
+fp32 where the CPU lacks bf16); on older GPUs it is fp16 autocast, whose gradients a
+``torch.amp.GradScaler`` keeps from underflowing (``grad_scaler``).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,15 @@ from peftspace.schedule import PRECISIONS
 
 
 def resolve_precision(precision: str, device_type: str = "cpu") -> str:
-    """``bf16`` or ``fp32``: ``auto`` is bf16 where ``device_type`` computes in bf16 natively (``native_bf16``)."""
+    """``bf16``, ``fp16`` or ``fp32``: ``auto`` is bf16 where ``device_type`` computes in bf16 natively
+    (``native_bf16``); otherwise fp16 on a CUDA GPU, fp32 on the CPU."""
     if precision not in PRECISIONS:
         raise PeftspaceError(f"precision={precision!r} is not one of {list(PRECISIONS)}")
     if precision != "auto":
         return precision
-    return "bf16" if native_bf16(device_type) else "fp32"
+    if native_bf16(device_type):
+        return "bf16"
+    return "fp16" if device_type == "cuda" else "fp32"
 
 
 def native_bf16(device_type: str = "cpu", cpuinfo: str | None = None, capability: str | None = None) -> bool:
@@ -42,5 +50,12 @@ def native_bf16(device_type: str = "cpu", cpuinfo: str | None = None, capability
 
 
 def autocast(precision: str, device_type: str = "cpu"):
-    """The forward passes' context for a resolved ``precision``: bf16 autocast, or nothing for fp32."""
-    return nullcontext() if precision == "fp32" else torch.autocast(device_type, dtype=torch.bfloat16)
+    """The forward passes' context for a resolved ``precision``: bf16 or fp16 autocast, or nothing for fp32."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+
+
+def grad_scaler(precision: str, device_type: str = "cpu"):
+    """The loss scaler fp16 training needs (``torch.amp.GradScaler``), or None for bf16 and fp32."""
+    return torch.amp.GradScaler(device_type) if precision == "fp16" else None

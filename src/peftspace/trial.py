@@ -10,11 +10,16 @@ and optimizer; ``precision``), length bucketing (batches of similar lengths, dra
 training example is still seen once per epoch; ``bucket_window``), and frozen-bottom reuse (the
 states below the design's lowest modified block come from a cache shared by epochs and trials;
 ``frozen_bottom``, ``peftspace.frozen_bottom``).
+
+A trial runs on one ``device`` (``peftspace.devices``): the backbone copy, the head, every batch and
+the frozen-bottom states are there, autocast follows the device (bf16 where it does bf16, fp16 with a
+gradient scaler on older GPUs), and the record names it.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -27,7 +32,7 @@ from peftspace.cache import Encodings, TrialCache
 from peftspace.design import Design, PeftspaceError
 from peftspace.dropout import use_fast_dropout
 from peftspace.frozen_bottom import frozen_layers, serve
-from peftspace.precision import autocast, native_bf16, resolve_precision
+from peftspace.precision import autocast, grad_scaler, native_bf16, resolve_precision
 from peftspace.schedule import Schedule
 
 __all__ = ["Encodings", "Schedule", "TrialCache", "TrialFailed", "TrainedTrial", "batch_stream", "evaluate", "native_bf16",
@@ -47,35 +52,48 @@ class TrainedTrial:
     format: object = None
 
 
-def run_trial(design: Design | str, backbone: str, task, schedule: Schedule = Schedule(), seed: int = 0,
-              data_dir=None, progress=None, *, cache: TrialCache | None = None) -> dict:
+def run_trial(design: Design | str, backbone, task, schedule: Schedule = Schedule(), seed: int = 0,
+              data_dir=None, progress=None, *, cache: TrialCache | None = None, device: str = "auto", tokenizer=None) -> dict:
     """Train ``design`` on ``backbone`` for ``task`` and return a self-describing record.
 
-    ``task`` is a task name or a ``TaskData``; ``progress(step, total, loss)`` is called as it goes.
+    ``backbone`` is a name, a path, or an already loaded transformers ``PreTrainedModel``: the trial
+    trains a copy saved from it (``TrialCache.snapshot``; its ``tokenizer``, or the one at its
+    ``name_or_path``), so the record is the one its saved path gives and the object is left as it
+    was. ``task`` is a task name or a ``TaskData``; ``progress(step, total, loss)`` is called as it
+    goes. ``device``: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (``peftspace.devices.resolve_device``).
     A loss that becomes NaN/inf ends the trial with ``status: failed`` and the reason. Trials that
     share a ``cache`` load the backbone and encode each task once; the record is the same either way.
     """
-    return train_trial(design, backbone, task, schedule, seed, data_dir, progress, cache=cache).record
+    return train_trial(design, backbone, task, schedule, seed, data_dir, progress, cache=cache, device=device,
+                       tokenizer=tokenizer).record
 
 
-def train_trial(design: Design | str, backbone: str, task, schedule: Schedule = Schedule(), seed: int = 0,
-                data_dir=None, progress=None, *, cache: TrialCache | None = None) -> TrainedTrial:
+def train_trial(design: Design | str, backbone, task, schedule: Schedule = Schedule(), seed: int = 0,
+                data_dir=None, progress=None, *, cache: TrialCache | None = None, device: str = "auto",
+                tokenizer=None) -> TrainedTrial:
     """``run_trial`` that also hands back the trained model (``None`` if the trial failed)."""
     from peftspace.api import _as_design
+    from peftspace.devices import resolve_device
     from peftspace.tasks import TaskData
 
     design = _as_design(design)
+    device = resolve_device(device)
     cache = TrialCache(max_models=0) if cache is None else cache
     started = time.perf_counter()
+    name = backbone
+    if not isinstance(backbone, (str, os.PathLike)):  # a loaded model: trials train copies of a saved snapshot
+        name, backbone = getattr(backbone, "name_or_path", "") or type(backbone).__name__, cache.snapshot(backbone, tokenizer)
+    backbone = str(backbone)
     data = task if isinstance(task, TaskData) else cache.task(task, data_dir, seed)
     record = {"status": "running", "reason": None, "task": data.spec.name, "benchmark": data.spec.benchmark,
-              "model": backbone, "seed": seed, "design": design.to_dict(), "schedule": schedule.to_dict(),
-              "splits": data.sizes, "data_source": data.source, "data_notes": list(data.notes), "versions": versions()}
+              "model": str(name), "seed": seed, "design": design.to_dict(), "schedule": schedule.to_dict(),
+              "splits": data.sizes, "data_source": data.source, "data_notes": list(data.notes), "versions": versions(),
+              "device": str(device)}
     model = fmt = None
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[] if device.type != "cuda" else [device]):
         torch.manual_seed(seed)
         try:
-            model, fmt = _train_and_score(design, backbone, data, schedule, seed, record, progress, cache)
+            model, fmt = _train_and_score(design, backbone, data, schedule, seed, record, progress, cache, device)
             record["status"] = "ok"
         except TrialFailed as failure:
             record["status"], record["reason"] = "failed", str(failure)
@@ -83,7 +101,7 @@ def train_trial(design: Design | str, backbone: str, task, schedule: Schedule = 
     return TrainedTrial(record, model, fmt)
 
 
-def _train_and_score(design, backbone, data, schedule, seed, record, progress, cache):
+def _train_and_score(design, backbone, data, schedule, seed, record, progress, cache, device):
     import peftspace
     from peftspace.families import family_of
     from peftspace.formats import default_format, make_format
@@ -91,7 +109,7 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
     format_name = schedule.format or default_format(family_of(cache.config(backbone)))
     tokenizer = cache.tokenizer(backbone)
     fmt = make_format(format_name, data.spec, tokenizer, schedule.max_length, schedule.max_target_length)
-    model, newly_initialized = cache.model(backbone, fmt.model_class(), fmt.model_kwargs())
+    model, newly_initialized = cache.model(backbone, fmt.model_class(), fmt.model_kwargs(), device)
     # The trial's RNG stream, in this order: the head, the design's modules, then dropout.
     _initialize_head(model, newly_initialized)
     if getattr(model.config, "pad_token_id", None) is None:
@@ -104,7 +122,7 @@ def _train_and_score(design, backbone, data, schedule, seed, record, progress, c
     for p in head.values():
         p.requires_grad_(True)
     design_params = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
-    device = next(model.parameters()).device.type
+    device = device.type
     precision = resolve_precision(schedule.precision, device)
     record["format"], record["precision"] = format_name, precision
     record["trainable"] = {"design": sum(p.numel() for p in design_params), "planned": plan.total,
@@ -184,19 +202,27 @@ def _train(model, fmt, data, encodings, train, schedule, seed, total, precision,
     ``middle()``, if given, is called once ``max(1, total // 2)`` steps are done.
     """
     model.train()
-    losses, generator = [], torch.Generator().manual_seed(seed)
+    losses, generator, scaler = [], torch.Generator().manual_seed(seed), grad_scaler(precision, device)
+    on = next(model.parameters()).device
     batches = batch_stream(len(train), schedule.batch_size, schedule.bucket_window, generator,
                            lambda chunk: [fmt.length(e) for e in encodings.get("train", [train[p] for p in chunk])])
     for step in range(total):
         picked = [train[i] for i in next(batches)]
-        batch = fmt.collate(encodings.get("train", picked), [data.train[i] for i in picked])
+        batch = fmt.collate(encodings.get("train", picked), [data.train[i] for i in picked]).to(on)
         with autocast(precision, device):  # the forward pass and the loss; backward and the step stay fp32
             loss = fmt.loss(model, batch)
         if not torch.isfinite(loss):
             raise TrialFailed(f"loss became {loss.item()} at step {step}")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm)
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm)
+            optimizer.step()
+        else:  # fp16: scaled gradients, unscaled before clipping; a step with inf gradients is skipped
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         if step % schedule.log_every == 0 or step == total - 1:
@@ -252,11 +278,12 @@ def predict(model, fmt, examples: list, batch_size: int, encoded: list[dict] | N
     masked, so an example's prediction does not depend on the batch it lands in (up to rounding).
     """
     encoded = [fmt.encode(e) for e in examples] if encoded is None else encoded
+    device = next(model.parameters()).device
     order = sorted(range(len(examples)), key=lambda i: fmt.length(encoded[i]))
     predictions = [None] * len(examples)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        batch = fmt.collate([encoded[i] for i in chunk], [examples[i] for i in chunk])
+        batch = fmt.collate([encoded[i] for i in chunk], [examples[i] for i in chunk]).to(device)
         for i, prediction in zip(chunk, fmt.predict(model, batch), strict=True):
             predictions[i] = prediction
     return predictions

@@ -26,6 +26,21 @@ def resolve_design(design: str, budget: float | None) -> Design:
     return chosen.with_budget(fraction=budget) if budget < 1 else chosen.with_budget(params=int(budget))
 
 
+DEVICE = typer.Option("auto", "--device", help="Where trials run: auto (a CUDA GPU if torch sees one, else the CPU) | cpu | "
+                                                "cuda | cuda:N. Not part of a sweep: workers on other devices may join it.")
+WORKERS = typer.Option("1", "--workers", help="Local worker processes (0: none here, workers started elsewhere); auto: one per "
+                                              "visible GPU, each pinned to its own (CUDA_VISIBLE_DEVICES), or one on a CPU.")
+
+
+def parse_workers(value: str) -> int | str:
+    """``--workers``: a non-negative count, or ``auto``."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    if not value.strip().isdigit():
+        raise PeftspaceError(f"--workers {value!r} must be a non-negative integer or auto")
+    return int(value)
+
+
 DATA_DIR = typer.Option(None, "--data-dir", envvar="PEFTSPACE_DATA_DIR",
                         help="Directory with the tasks' files (layout of shared/data); without it, the Hugging Face hub.")
 

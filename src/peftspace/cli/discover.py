@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from peftspace.cli._common import (BUCKET_WINDOW, DATA_DIR, FAST_DROPOUT, FROZEN_BOTTOM, HEAD_LEARNING_RATE, LR_MULTIPLIERS,
-                                   MODEL, PRECISION,
-                                   SCORE_VALIDATION, STORAGE, app, console, make_schedule, parse_lr_multipliers, quiet_optuna)
+from peftspace.cli._common import (BUCKET_WINDOW, DATA_DIR, DEVICE, FAST_DROPOUT, FROZEN_BOTTOM, HEAD_LEARNING_RATE, LR_MULTIPLIERS,
+                                   MODEL, PRECISION, SCORE_VALIDATION, STORAGE, WORKERS, app, console, make_schedule,
+                                   parse_lr_multipliers, parse_workers, quiet_optuna)
 
 
 @app.command()
@@ -41,7 +41,7 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
              lr_multipliers: str = LR_MULTIPLIERS, head_learning_rate: float = HEAD_LEARNING_RATE,
              name: str = typer.Option(None, "--name", help="Discovery name (default discover-MODEL-TASKS)."),
              storage: str = STORAGE, out: Path = typer.Option(None, "--out", help="Where decisions.json and the design go."),
-             workers: int = typer.Option(1, help="Local worker processes (0: workers started elsewhere)."), seed: int = 0,
+             workers: str = WORKERS, device: str = DEVICE, seed: int = 0,
              data_dir: Path = DATA_DIR, steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3,
              max_length: int = 128, max_train_examples: int = None, max_eval_examples: int = None,
              threads: int = typer.Option(None, help="Torch threads per worker (default: CPU count / workers)."),
@@ -74,7 +74,8 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
 
         log = run_discovery(model, tasks, samples_per_space, start=start, stages=stages.split(","),
                             candidates=tuple(candidates.split(",")) if candidates else ALL_SUBSETS, name=name, storage=storage,
-                            out_dir=out, seed=seed, schedule=schedule, data_dir=data_dir, workers=workers, threads=threads,
+                            out_dir=out, seed=seed, schedule=schedule, data_dir=data_dir, workers=parse_workers(workers),
+                            threads=threads, device=device,
                             confidence=confidence, progress=show, protocol=protocol, plan=plan, replicates=replicates,
                             pool_size=pool_size, narrow=narrow, max_trials=max_trials, wait=wait, lora_scaling=lora_scaling,
                             mid_validation=mid_validation, fidelity_check=fidelity_check)

@@ -9,6 +9,7 @@ import typer
 from peftspace.cli._common import (
     BUCKET_WINDOW,
     DATA_DIR,
+    DEVICE,
     FAST_DROPOUT,
     FROZEN_BOTTOM,
     LR_MULTIPLIERS,
@@ -17,10 +18,12 @@ from peftspace.cli._common import (
     PRECISION,
     SCORE_VALIDATION,
     STORAGE,
+    WORKERS,
     app,
     console,
     make_schedule,
     parse_lr_multipliers,
+    parse_workers,
     quiet_optuna,
 )
 
@@ -51,7 +54,7 @@ def _print_sweep(status: dict) -> None:
 def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4, or a space file (.yaml/.json)."),
           model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help="Comma-separated task names."),
           samples: int = typer.Option(100, help="Designs drawn from the space."),
-          workers: int = typer.Option(1, help="Local worker processes (0: only create and queue the sweep)."),
+          workers: str = WORKERS, device: str = DEVICE,
           storage: str = STORAGE, study: str = typer.Option(None, "--study", help="Study name (default SPACE-MODEL-TASKS)."),
           seed: int = 0, data_dir: Path = DATA_DIR, steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3,
           max_length: int = 128, max_train_examples: int = None, max_eval_examples: int = None,
@@ -82,7 +85,8 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
             bar.update(job, completed=counts["complete"] + counts["failed"], total=counts["total"],
                        counts=", ".join(f"{counts[s]} {s}" for s in ("complete", "failed", "running", "waiting")))
 
-        status = run_sweep(space, model, tasks, samples, seed, workers, storage, study, schedule, data_dir, show, threads=threads,
+        status = run_sweep(space, model, tasks, samples, seed, parse_workers(workers), storage, study, schedule, data_dir, show,
+                           threads=threads, device=device,
                            heartbeat=Heartbeat(heartbeat_interval, grace_period, max_retry), retry_failed=retry_failed,
                            max_consecutive_failures=_failure_limit(max_consecutive_failures))
     _print_sweep(status)
@@ -94,10 +98,11 @@ def worker(storage: str = typer.Option(..., "--storage", help="The sweep's Optun
                                                           "such as 'NAME/S1/*' (a discovery stage's sweeps)."),
            data_dir: Path = DATA_DIR,
            threads: int = typer.Option(None, help="Torch threads for this worker."),
-           max_consecutive_failures: int = MAX_FAILURES) -> None:
+           max_consecutive_failures: int = MAX_FAILURES, device: str = DEVICE) -> None:
     """Join a sweep: run its queued designs until none is left (start any number, on any machine)."""
     from transformers.utils import logging as hf_logging
 
+    from peftspace.devices import resolve_device
     from peftspace.sweep import run_worker, sweep_status
     from peftspace.sweep.store import matching_sweeps
 
@@ -109,8 +114,9 @@ def worker(storage: str = typer.Option(..., "--storage", help="The sweep's Optun
         outcome = f"error {summary['error']:.2f}" if ok else f"[yellow]failed[/yellow]: {summary['reason']}"
         console.print(f"trial {summary['trial']} design {summary['design_index']}: {outcome} ({summary['wall_time_s']:.0f} s)")
 
+    resolve_device(device)  # a CUDA request without CUDA: one clear error, before the store is read
     studies = matching_sweeps(storage, study)
-    ran = run_worker(storage, studies, data_dir, threads=threads, on_trial=show,
+    ran = run_worker(storage, studies, data_dir, threads=threads, on_trial=show, device=device,
                      max_consecutive_failures=_failure_limit(max_consecutive_failures))
     console.print(f"this worker ran {ran} trial(s)")
     for name in studies:

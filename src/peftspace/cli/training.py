@@ -11,6 +11,7 @@ from peftspace.cli._common import (
     BUCKET_WINDOW,
     BUDGET,
     DATA_DIR,
+    DEVICE,
     FAST_DROPOUT,
     FROZEN_BOTTOM,
     LR_MULTIPLIERS,
@@ -73,7 +74,8 @@ def train(model: str = MODEL, design: str = typer.Option("lora", "--design", "-d
           label_column: str = typer.Option(None, help="Own data: the label column."),
           kind: str = typer.Option("classification", help="Own data: classification or regression."),
           precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
-          fast_dropout: bool = FAST_DROPOUT, lr_multipliers: str = LR_MULTIPLIERS, mid_validation: bool = MID_VALIDATION) -> None:
+          fast_dropout: bool = FAST_DROPOUT, lr_multipliers: str = LR_MULTIPLIERS, mid_validation: bool = MID_VALIDATION,
+          device: str = DEVICE) -> None:
     """Train a design on a task, then save the design, its head and a metrics JSON."""
     from transformers.utils import logging as hf_logging
 
@@ -88,7 +90,7 @@ def train(model: str = MODEL, design: str = typer.Option("lora", "--design", "-d
                              lr_multipliers=multipliers, mid_validation=mid_validation)
     with _progress() as bar:
         job = bar.add_task(f"{data.spec.name} seed {seed}", total=None, loss=float("nan"))
-        trained = train_trial(resolve_design(design, budget), model, data, schedule, seed,
+        trained = train_trial(resolve_design(design, budget), model, data, schedule, seed, device=device,
                               progress=lambda step, total, loss: bar.update(job, completed=step, total=total, loss=loss))
     out = out or Path("runs") / f"{data.spec.name}-{Path(design).stem}-seed{seed}"
     save_run(trained, out, source)
@@ -136,7 +138,7 @@ def compare(model: str = MODEL,
             max_train_examples: int = None, max_eval_examples: int = None, budget: float = BUDGET,
             precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
             fast_dropout: bool = FAST_DROPOUT, lr_multipliers: str = LR_MULTIPLIERS,
-            mid_validation: bool = MID_VALIDATION) -> None:
+            mid_validation: bool = MID_VALIDATION, device: str = DEVICE) -> None:
     """Train designs x tasks x seeds at equal budget; write table.md and table.csv (resumable)."""
     from transformers.utils import logging as hf_logging
 
@@ -147,5 +149,5 @@ def compare(model: str = MODEL,
                              precision, bucket_window, frozen_bottom, fast_dropout,
                              lr_multipliers=parse_lr_multipliers(lr_multipliers, learning_rate), mid_validation=mid_validation)
     run_compare(designs.split(","), tasks.split(","), [int(s) for s in seeds.split(",")], model, out, schedule,
-                data_dir=data_dir, budget=budget, progress=lambda key: console.print(f"trial {key}"))
+                data_dir=data_dir, budget=budget, progress=lambda key: console.print(f"trial {key}"), device=device)
     console.print((out / "table.md").read_text())

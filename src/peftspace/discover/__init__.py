@@ -45,7 +45,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
                   confidence: float = 0.95, heartbeat: Heartbeat = Heartbeat(), progress=None, protocol: str = "racing",
                   plan=None, replicates: int = 1, pool_size: int = 160, narrow: int = 3, max_trials: int | None = None,
                   wait: bool = False, lora_scaling: str | None = None, mid_validation: bool | None = None,
-                  fidelity_check: int = 0) -> dict:
+                  fidelity_check: int = 0, device: str = "auto") -> dict:
     """Run (or resume) a discovery and return its decision log.
 
     Args:
@@ -58,7 +58,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
         name: the discovery's name (default ``discover-<model>-<tasks>``); its studies are ``NAME/...``.
         storage: Optuna storage URL; default ``sqlite:///runs/<name>.db``.
         out_dir: where ``decisions.json`` and the discovered design ``<name>.yaml`` go (default ``runs/<name>``).
-        seed, schedule, data_dir, workers, threads, heartbeat: as for ``run_sweep``; every sweep of the
+        seed, schedule, data_dir, workers, threads, heartbeat, device: as for ``run_sweep``; every sweep of the
             discovery uses the same seed, so every design sees the same data splits.
         confidence: of the verdicts' bootstrap intervals.
         progress: called with ``(stage label, summed design counts)`` about once a second (racing: and the race's state).
@@ -151,7 +151,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
         from peftspace.discover.racing import race_stage
 
         ctx = _Context(model, tasks, url, name, seed, schedule, data_dir, workers, threads, heartbeat, backbone, replicates,
-                       wait, progress, lambda: _save(log_study, log))
+                       wait, progress, lambda: _save(log_study, log), device)
         for index, component in enumerate(stages):
             label = f"S{index + 1}"
             entry = {"stage": label, "component": component, "title": TITLES.get(component, "strategy assignment"),
@@ -203,7 +203,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
             studies += [study] if study else []
         _save(log_study, log)
         run_local_workers(url, studies, data_dir, workers, threads,
-                          None if progress is None else lambda counts, label=label: progress(label, counts))
+                          None if progress is None else lambda counts, label=label: progress(label, counts), device=device)
         pending = design_totals(url, studies)
         if pending["waiting"] + pending["running"]:  # trained by workers elsewhere (or none: workers=0)
             entry["status"] = log["status"] = "waiting"
@@ -251,6 +251,7 @@ class _Context:
     wait: bool
     progress: object
     save: object  # stores the log as it stands (a running stage's study and race are visible to report and status)
+    device: str = "auto"  # the local workers' (not a property of the discovery: ``peftspace.devices``)
 
     def show(self, label: str, counts: dict, state=None) -> None:
         if self.progress is not None:

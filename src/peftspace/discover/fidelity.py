@@ -56,7 +56,7 @@ def fidelity_check(ctx, log: dict, k: int, factor: int = 3) -> tuple[dict, str]:
                 extras=[{"seed": r["seed"], "short_study": r["study"], "short_validation_error": r["validation_error"]}
                         for r in chosen])
     run_local_workers(ctx.url, [study], ctx.data_dir, ctx.workers, ctx.threads,
-                      None if ctx.progress is None else lambda counts: ctx.show("fidelity", counts))
+                      None if ctx.progress is None else lambda counts: ctx.show("fidelity", counts), device=ctx.device)
     outcomes = design_outcomes(ctx.url, study)
     if any(o["state"] in ("waiting", "running") for o in outcomes):
         return entry, "waiting"

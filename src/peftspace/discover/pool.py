@@ -136,7 +136,7 @@ def _run_pool(ctx, space, label: str, study: str, subsets, size: int, rng: np.ra
     queue_sweep(space, ctx.model, ctx.tasks, len(designs), ctx.seed, ctx.url, study, ctx.schedule, heartbeat=ctx.heartbeat,
                 designs=designs, extras=extras)
     run_local_workers(ctx.url, [study], ctx.data_dir, ctx.workers, ctx.threads,
-                      None if ctx.progress is None else lambda counts: ctx.show(f"{label} {title}", counts))
+                      None if ctx.progress is None else lambda counts: ctx.show(f"{label} {title}", counts), device=ctx.device)
     outcomes = design_outcomes(ctx.url, study)
     if any(o["state"] in ("waiting", "running") for o in outcomes):
         return None

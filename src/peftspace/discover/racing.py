@@ -79,7 +79,7 @@ def race_stage(ctx, entry: dict, space, component: str, options: list[str], labe
 
     state, outcomes = advance()
     if not state.done:
-        run_local_workers(ctx.url, [study], ctx.data_dir, ctx.workers, ctx.threads, progress)
+        run_local_workers(ctx.url, [study], ctx.data_dir, ctx.workers, ctx.threads, progress, device=ctx.device)
         state, outcomes = advance()
         while not state.done and ctx.wait and _pending(outcomes):  # workers elsewhere (workers=0)
             time.sleep(LOOK_INTERVAL_S)

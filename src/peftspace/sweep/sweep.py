@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from peftspace.design.space import DesignSpace
+from peftspace.devices import worker_slots
 from peftspace.sweep.status import RESERVED_ATTRS, design_counts, retry_failed as requeue_failed, sweep_status
 from peftspace.sweep.store import (DEFINITION_ATTR, HEARTBEAT_ATTR, Heartbeat, SweepDefinition, SweepError, check_definition,
                                    enqueue_designs, load_study, open_storage, read_definition, redact, retrying, safe_name,
@@ -39,10 +40,10 @@ def default_study_name(space: DesignSpace, model: str, tasks) -> str:
     return safe_name(f"{space.name}-{Path(model).name}-{'+'.join(tasks)}")
 
 
-def run_sweep(space: DesignSpace | str, model: str, tasks, samples: int, seed: int = 0, workers: int = 1,
+def run_sweep(space: DesignSpace | str, model: str, tasks, samples: int, seed: int = 0, workers: int | str = 1,
               storage: str | None = None, study_name: str | None = None, schedule=None, data_dir=None, progress=None, *,
               threads: int | None = None, heartbeat: Heartbeat = Heartbeat(), retry_failed: bool = False,
-              max_consecutive_failures: int | None = 5) -> dict:
+              max_consecutive_failures: int | None = 5, device: str = "auto") -> dict:
     """Sample ``samples`` designs of ``space`` for ``model``, queue them, and run ``workers`` local workers.
 
     Args:
@@ -51,7 +52,8 @@ def run_sweep(space: DesignSpace | str, model: str, tasks, samples: int, seed: i
         tasks: task names (a list, or one comma-separated string); every design is trained on each.
         samples: how many designs to draw (deterministic for ``seed``; design i trains with seed ``seed + i``).
         workers: local worker processes (spawned); 0 only creates and queues the sweep, for workers
-            started elsewhere with ``run_worker`` / ``peftspace worker``.
+            started elsewhere with ``run_worker`` / ``peftspace worker``; ``"auto"``: one per visible
+            GPU, each pinned to its own (``peftspace.devices.worker_slots``), or one on a CPU machine.
         storage: an Optuna storage URL; default ``sqlite:///runs/<study>.db`` under the current directory.
         study_name: default ``<space>-<model>-<tasks>``.
         schedule: the ``Schedule`` of every trial (default ``Schedule()``).
@@ -62,6 +64,8 @@ def run_sweep(space: DesignSpace | str, model: str, tasks, samples: int, seed: i
         retry_failed: first re-queue designs that failed (diverged or raised).
         max_consecutive_failures: each worker stops after this many trials in a row that raised
             (``run_worker``); None never stops.
+        device: where the local workers' trials run (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``). Not part
+            of the sweep: resuming on another device continues the same study.
 
     Returns:
         ``sweep_status`` once the workers have stopped.
@@ -75,12 +79,14 @@ def run_sweep(space: DesignSpace | str, model: str, tasks, samples: int, seed: i
     _FailureStreak(max_consecutive_failures)  # checked before anything is queued
     space = resolve_space(space)
     tasks = task_names(tasks)
-    if not isinstance(workers, int) or workers < 0:
-        raise SweepError(f"workers={workers!r} must be a non-negative integer")
+    if workers != "auto" and (not isinstance(workers, int) or workers < 0):
+        raise SweepError(f"workers={workers!r} must be a non-negative integer or 'auto'")
+    worker_slots(workers, device, threads)  # a CUDA request without CUDA fails before anything is queued
     check_data_dir(data_dir)
     url, study_name = queue_sweep(space, model, tasks, samples, seed, storage, study_name, schedule, heartbeat=heartbeat,
                                   retry_failed=retry_failed)
-    run_local_workers(url, [study_name], data_dir, workers, threads, progress, max_consecutive_failures=max_consecutive_failures)
+    run_local_workers(url, [study_name], data_dir, workers, threads, progress, max_consecutive_failures=max_consecutive_failures,
+                      device=device)
     return sweep_status(url, study_name)
 
 
@@ -189,14 +195,15 @@ def _sha256(designs: list, extras: list[dict] | None) -> str:
     return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
 
 
-def run_local_workers(url: str, study_names: list[str], data_dir=None, workers: int = 1, threads: int | None = None,
-                      progress=None, *, max_consecutive_failures: int | None = 5) -> None:
+def run_local_workers(url: str, study_names: list[str], data_dir=None, workers: int | str = 1, threads: int | None = None,
+                      progress=None, *, max_consecutive_failures: int | None = 5, device: str = "auto") -> None:
     """Run ``workers`` spawned worker processes over the queued designs of ``study_names``, in that order.
 
     Each process keeps its backbone and tokenized data across the trials of every study. Starts
     nothing when no design is waiting or running; ``progress`` gets the designs' counts summed over
     the studies about once a second. Each worker stops after ``max_consecutive_failures`` trials in a
-    row that raised (``run_worker``).
+    row that raised (``run_worker``). ``workers`` and ``device`` become processes as
+    ``peftspace.devices.worker_slots`` says (``"auto"``: one per visible GPU, each pinned to its own).
 
     Raises:
         SweepError: workers that stopped with an error, each distinct error once (finished trials are
@@ -209,8 +216,8 @@ def run_local_workers(url: str, study_names: list[str], data_dir=None, workers: 
     pending = _totals(studies)
     if not workers or not pending["waiting"] + pending["running"]:  # a finished sweep starts no workers
         return
-    _run_processes(url, study_names, data_dir, workers, threads or max(1, (os.cpu_count() or 1) // workers),
-                   lambda: _totals(studies), progress, max_consecutive_failures)
+    _run_processes(url, study_names, data_dir, worker_slots(workers, device, threads), lambda: _totals(studies), progress,
+                   max_consecutive_failures)
 
 
 def design_totals(url: str, study_names: list[str]) -> dict[str, int]:
@@ -233,15 +240,18 @@ def _create_study(store, study_name: str):
     return retrying(optuna.create_study, storage=store, study_name=study_name, direction="minimize", load_if_exists=True)
 
 
-def _run_processes(url, study_names, data_dir, workers, threads, counts, progress, max_consecutive_failures) -> None:
+def _run_processes(url, study_names, data_dir, slots, counts, progress, max_consecutive_failures) -> None:
     import multiprocessing
 
     from peftspace.sweep.worker import worker_process
 
     context = multiprocessing.get_context("spawn")
     errors = context.SimpleQueue()
-    arguments = (url, list(study_names), str(data_dir) if data_dir else None, threads, errors, max_consecutive_failures)
-    processes = [context.Process(target=worker_process, args=arguments, name=f"peftspace-worker-{i}") for i in range(workers)]
+    arguments = (url, list(study_names), str(data_dir) if data_dir else None)
+    processes = [context.Process(target=worker_process, name=f"peftspace-worker-{i}",
+                                 args=(*arguments, slot.threads, errors, max_consecutive_failures, slot.device, slot.env))
+                 for i, slot in enumerate(slots)]
+    workers = len(processes)
     for process in processes:
         process.start()
     try:

@@ -71,7 +71,8 @@ class _FailureStreak:
 
 
 def run_worker(storage: str, study_name: str | list[str], data_dir=None, *, threads: int | None = None,
-               max_trials: int | None = None, on_trial=None, cache=None, max_consecutive_failures: int | None = 5) -> int:
+               max_trials: int | None = None, on_trial=None, cache=None, max_consecutive_failures: int | None = 5,
+               device: str = "auto") -> int:
     """Run queued designs of the sweep ``study_name`` until none is left; returns how many it ran.
 
     Args:
@@ -87,6 +88,9 @@ def run_worker(storage: str, study_name: str | list[str], data_dir=None, *, thre
             missing file, a broken model, a bad format: a cause no design escapes), leaving the other
             designs waiting; None never stops. A diverged trial does not count (it is a finding about
             its design) and, like a finished one, ends the streak.
+        device: where this worker's trials run (``peftspace.devices``). It is the worker's, not the
+            sweep's: no schedule key, not stored in the study, so GPU and CPU workers may share one
+            study (each trial's record names its device).
 
     While no design is queued but some are running elsewhere, the worker waits: a running trial
     whose worker died comes back to the queue once its heartbeat is stale.
@@ -95,7 +99,10 @@ def run_worker(storage: str, study_name: str | list[str], data_dir=None, *, thre
         SweepError: after ``max_consecutive_failures`` trials that raised, naming the count and the last
             reason (the failed trials keep theirs in the store).
     """
+    from peftspace.devices import resolve_device
+
     streak = _FailureStreak(max_consecutive_failures)
+    device = str(resolve_device(device))  # a CUDA request without CUDA fails here, before any trial
     if threads is not None:
         import torch
 
@@ -113,12 +120,12 @@ def run_worker(storage: str, study_name: str | list[str], data_dir=None, *, thre
         if max_trials is not None and ran >= max_trials:
             break
         ran += _run_study(storage, name, data_dir, tasks, None if max_trials is None else max_trials - ran, on_trial, wait, cache,
-                          streak)
+                          streak, device)
     return ran
 
 
 def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials: int | None, on_trial, wait: bool,
-               cache, streak: _FailureStreak) -> int:
+               cache, streak: _FailureStreak, device: str = "auto") -> int:
     import optuna
     from optuna.trial import TrialState
 
@@ -150,7 +157,7 @@ def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials:
             continue
         with _Heartbeat(store, trial._trial_id, heartbeat.interval):
             retrying(trial.set_user_attr, "attempt", trial.number)  # marks it alive (see reap_stale)
-            summary = _run_one(study, trial, definition, schedule, data, cache)
+            summary = _run_one(study, trial, definition, schedule, data, cache, device)
         if summary is None:
             continue
         ran += 1
@@ -176,7 +183,7 @@ def _pop(study, store):
     return None
 
 
-def _run_one(study, trial, definition, schedule, data, cache) -> dict | None:
+def _run_one(study, trial, definition, schedule, data, cache, device="auto") -> dict | None:
     """Run one popped trial and tell its outcome; None if it was not a design to run."""
     from optuna.trial import TrialState
 
@@ -190,7 +197,8 @@ def _run_one(study, trial, definition, schedule, data, cache) -> dict | None:
         _tell(study, trial, TrialState.PRUNED, {"reason": f"design {index} already finished as trial {done[0].number}"})
         return None
     try:
-        result = run_design(trial.user_attrs["design"], definition, schedule, data, trial.user_attrs["seed"], cache=cache)
+        result = run_design(trial.user_attrs["design"], definition, schedule, data, trial.user_attrs["seed"], cache=cache,
+                            device=device)
     except (KeyboardInterrupt, SystemExit):
         _interrupted(study, trial)
         raise
@@ -201,7 +209,7 @@ def _run_one(study, trial, definition, schedule, data, cache) -> dict | None:
             **{k: result[k] for k in ("status", "failure", "reason", "error", "wall_time_s")}}
 
 
-def run_design(design: dict, definition, schedule, data: dict, seed: int, *, cache=None) -> dict:
+def run_design(design: dict, definition, schedule, data: dict, seed: int, *, cache=None, device: str = "auto") -> dict:
     """Train ``design`` on every task; the result attrs of the trial, ``status`` ok or failed with a ``reason``.
 
     The ``error`` (the sweep's objective) is ``error_from_scores`` of the per-task test scores: 100 -
@@ -210,7 +218,7 @@ def run_design(design: dict, definition, schedule, data: dict, seed: int, *, cac
     ``mid_validation_scores``), or None unless every task has that score (or the design failed).
     ``failure`` says how a failed design failed: ``"trial"`` (the trial reported it, e.g. a diverged
     loss) or ``"raised"`` (an exception). ``cache``: a ``TrialCache`` shared with other trials (None:
-    each task's trial loads its own).
+    each task's trial loads its own). ``device``: where the trials run.
     """
     from peftspace.design import Design
     from peftspace.trial import run_trial
@@ -221,7 +229,7 @@ def run_design(design: dict, definition, schedule, data: dict, seed: int, *, cac
               "trainable": None}
     try:
         for task in definition.tasks:
-            record = run_trial(Design.from_dict(design), definition.model, data[task], schedule, seed, cache=cache)
+            record = run_trial(Design.from_dict(design), definition.model, data[task], schedule, seed, cache=cache, device=device)
             result["tasks"][task] = {k: v for k, v in record.items() if k not in ("design", "schedule", "model", "seed")}
             if record["status"] != "ok":
                 result.update(status="failed", failure="trial", reason=f"{task}: {record['reason']}")
@@ -278,12 +286,14 @@ def _interrupted(study, trial) -> None:
 
 
 def worker_process(storage: str, study_names: list[str], data_dir, threads: int | None, errors,
-                   max_consecutive_failures: int | None = 5) -> None:
+                   max_consecutive_failures: int | None = 5, device: str = "auto", env: dict | None = None) -> None:
     """The entry point of a local worker process started by ``run_local_workers`` (spawn context).
 
     It runs the studies' queued designs in order, one study after the other, in one process, so the
-    backbone and the tokenized data it keeps serve every trial.
+    backbone and the tokenized data it keeps serve every trial. ``env`` (a ``WorkerSlot``'s, e.g. the
+    ``CUDA_VISIBLE_DEVICES`` that pins it to one GPU) is set first, before torch initializes CUDA.
     """
+    os.environ.update(env or {})
     import logging
 
     import optuna
@@ -293,7 +303,8 @@ def worker_process(storage: str, study_names: list[str], data_dir, threads: int 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        run_worker(storage, study_names, data_dir, threads=threads, max_consecutive_failures=max_consecutive_failures)
+        run_worker(storage, study_names, data_dir, threads=threads, max_consecutive_failures=max_consecutive_failures,
+                   device=device)
     except PeftspaceError as error:
         errors.put(str(error))
         raise SystemExit(2) from None
