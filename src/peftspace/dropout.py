@@ -82,7 +82,7 @@ def use_fast_dropout(model: nn.Module) -> int:
     """
     import copy
 
-    from peftspace.families import blocks, has_capability
+    from peftspace.families import blocks, family_map
     from peftspace.strategies.prefix import NAME as PREFIX
 
     swapped = 0
@@ -93,7 +93,7 @@ def use_fast_dropout(model: nn.Module) -> int:
                 replacement.train(child.training)
                 setattr(module, name, replacement)
                 swapped += 1
-    if not has_capability(model.config, CAPABILITY):
+    if not family_map(model.config).can(CAPABILITY):
         return swapped
     _register()
     for block in blocks(model):

@@ -115,6 +115,8 @@ class Family:
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))
 
     def can(self, capability: str) -> bool:
+        if capability not in CAPABILITIES:
+            raise ModelError(f"unknown capability {capability!r}; known: {sorted(CAPABILITIES)}")
         return capability in self.capabilities
 
 
@@ -173,13 +175,6 @@ def register(model_type: str, family: Family | str, replace: bool = False) -> Fa
 def family_map(config_or_name) -> Family:
     """The ``Family`` of a config (by its ``model_type``) or of a family name."""
     return FAMILIES[config_or_name if isinstance(config_or_name, str) else family_of(config_or_name)]
-
-
-def has_capability(config, capability: str) -> bool:
-    """Whether the family of ``config`` declares ``capability`` (one of ``CAPABILITIES``)."""
-    if capability not in CAPABILITIES:
-        raise ModelError(f"unknown capability {capability!r}; known: {sorted(CAPABILITIES)}")
-    return family_map(config).can(capability)
 
 
 @dataclass
@@ -241,11 +236,40 @@ class Block:
         )
 
 
+PLUGIN_GROUP = "peftspace.families"  # entry points called once, at the first unknown model type
+_plugins_loaded: list[str] | None = None
+
+
 def family_of(config) -> str:
     model_type = getattr(config, "model_type", None)
+    if model_type not in MODEL_TYPES and _plugins_loaded is None:
+        load_plugins()
     if model_type not in MODEL_TYPES:
-        raise ModelError(f"model type {model_type!r} is not supported; peftspace knows {sorted(MODEL_TYPES)}")
+        raise ModelError(f"model type {model_type!r} is not supported; peftspace knows {sorted(MODEL_TYPES)}. "
+                         f"Map it with peftspace.families.register(...), in the process itself or, for the CLI and "
+                         f"sweep workers, from a {PLUGIN_GROUP!r} entry point")
     return MODEL_TYPES[model_type]
+
+
+def load_plugins() -> list[str]:
+    """Call every installed ``peftspace.families`` entry point (a function that calls ``register``); their names.
+
+    A package declares one in its metadata, e.g. in ``pyproject.toml``::
+
+        [project.entry-points."peftspace.families"]
+        mpnet = "my_package.peftspace_families:register_all"
+    """
+    global _plugins_loaded
+    from importlib.metadata import entry_points
+
+    _plugins_loaded = []
+    for point in entry_points(group=PLUGIN_GROUP):
+        try:
+            point.load()()
+        except Exception as error:  # a broken plugin must say which it is
+            raise ModelError(f"the {PLUGIN_GROUP!r} entry point {point.name!r} ({point.value}) failed: {error!r}") from error
+        _plugins_loaded.append(point.name)
+    return list(_plugins_loaded)
 
 
 def base_model(model: nn.Module) -> nn.Module:

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from peftspace.design.errors import ModelError
-from peftspace.families import base_model, blocks, has_capability
+from peftspace.families import base_model, blocks, family_map
 from peftspace.strategies._hooks import PREFIX
 
 
@@ -81,7 +81,7 @@ def frozen_layers(model: nn.Module, fmt) -> int:
     from peftspace.formats import HeadFormat
 
     config = model.config
-    if (not has_capability(config, "frozen_bottom") or not isinstance(fmt, HeadFormat) or getattr(config, "is_decoder", False)
+    if (not family_map(config).can("frozen_bottom") or not isinstance(fmt, HeadFormat) or getattr(config, "is_decoder", False)
             or getattr(fmt.tokenizer, "padding_side", "right") != "right"):
         return 0
     if any(p.requires_grad for p in base_model(model).embeddings.parameters()):

@@ -32,7 +32,7 @@ from torch import nn
 import peftspace
 from peftspace.batching import batch_stream
 from peftspace.design import PeftspaceError
-from peftspace.families import FAMILIES, base_model, family_of, has_capability
+from peftspace.families import FAMILIES, base_model, family_map
 from peftspace.formats import make_format
 from peftspace.precision import autocast, resolve_precision
 from peftspace.strategies import prefix as prefix_strategy
@@ -220,8 +220,8 @@ def _strategy_hooks(module: nn.Module, strategy: set[int]) -> tuple[list, list]:
 
 def _check_model(model: nn.Module) -> None:
     problems = []
-    family = family_of(model.config)
-    if not has_capability(model.config, "packing"):
+    family = family_map(model.config).name
+    if not family_map(model.config).can("packing"):
         supported = sorted(name for name, f in FAMILIES.items() if f.can("packing"))
         problems.append(f"the {family} family ({model.config.model_type}) cannot be packed yet; packing supports {supported}")
     problem = getattr(model.config, "problem_type", None)

@@ -157,3 +157,30 @@ def test_the_speed_ups_read_the_capabilities_of_the_family_map(declared):
     else:
         with pytest.raises(PackingError, match="the bert family .bert. cannot be packed yet; packing supports \\[\\]"):
             _check_model(model)
+
+
+def test_an_entry_point_registers_a_family_for_the_cli(tmp_path):
+    """A package's ``peftspace.families`` entry point is called at the first unknown model type: the CLI plans MPNet."""
+    import os
+    import subprocess
+    import sys
+
+    MPNetConfig(vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=64,
+                max_position_embeddings=40).save_pretrained(tmp_path / "mpnet")
+    plugin = tmp_path / "plugin"
+    (plugin / "my_families-1.0.dist-info").mkdir(parents=True)
+    (plugin / "my_families-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: my-families\nVersion: 1.0\n")
+    (plugin / "my_families-1.0.dist-info" / "entry_points.txt").write_text("[peftspace.families]\nmpnet = my_families:register_all\n")
+    (plugin / "my_families.py").write_text(
+        "from peftspace.families import AttentionMap, Family, StackMap, register\n\n\n"
+        "def register_all():\n"
+        "    attention = AttentionMap('self', 'attention.attn', *(f'attention.attn.{r}' for r in 'qkvo'))\n"
+        "    register('mpnet', Family('mpnet', (StackMap('encoder', 'encoder.layer', (attention,), ('intermediate.dense',), "
+        "'output.dense', 'intermediate', ('attention.LayerNorm', 'output.LayerNorm')),), capabilities=frozenset()))\n")
+    env = dict(os.environ, PYTHONPATH=str(plugin), HF_HUB_OFFLINE="1", COLUMNS="200")
+    command = [sys.executable, "-m", "peftspace.cli", "plan", "--model", str(tmp_path / "mpnet"), "--design", "lora", "--budget", "0.05"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "mpnet" in result.stdout
+    without = subprocess.run(command, env=dict(env, PYTHONPATH=""), capture_output=True, text=True, timeout=300)
+    assert without.returncode != 0 and "'mpnet' is not supported" in without.stdout + without.stderr
