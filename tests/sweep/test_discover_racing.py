@@ -121,7 +121,8 @@ def test_racing_refuses_test_only_and_bad_plans(tmp_path, data_dir, tiny):
 @pytest.mark.parametrize("flag, value, named", [
     ("--protocol", "fast", "protocol"), ("--alpha", "2", "alpha"), ("--delta", "-1", "delta"), ("--max-blocks", "0", "max_blocks"),
     ("--first-look", "1", "first_look"), ("--look-every", "0", "look_every"), ("--replicates", "0", "replicates"),
-    ("--pool-size", "3", "pool_size"), ("--max-trials", "0", "max_trials"), ("--fidelity-check", "-1", "fidelity_check"),
+    ("--pool-size", "3", "pool_size"), ("--narrow", "-1", "narrow"), ("--final-blocks", "1", "final_blocks"),
+    ("--max-trials", "0", "max_trials"), ("--fidelity-check", "-1", "fidelity_check"),
     ("--lora-scaling", "cubic", "lora_scaling"), ("--lr-multipliers", "P=-1", "P"),
 ])
 def test_every_racing_flag_has_a_clear_error(flag, value, named, tmp_path, run_cli):
@@ -231,8 +232,8 @@ def test_the_strategy_stage_narrows_to_a_second_pool_and_fits_its_subsets(tmp_pa
     monkeypatch.setattr(peftspace.trial, "run_trial", run_trial)
     url = f"sqlite:///{tmp_path}/two.db"
     kwargs = dict(start="S3", stages=("strategies",), name="two", storage=url, out_dir=tmp_path / "out", schedule=tiny,
-                  data_dir=data_dir, workers=0, pool_size=80, narrow=3, plan={"max_blocks": 4, "first_look": 2,
-                                                                                "look_every": 2})
+                  data_dir=data_dir, workers=0, pool_size=80, narrow=3, final_blocks=3,
+                  plan={"max_blocks": 4, "first_look": 2, "look_every": 2})
     log = run_discovery("minilm", "rte", 2, **kwargs)
     for _ in range(6):  # the worker runs in this process, so it sees the stub; the discovery returns while waiting
         if log["status"] != "waiting":
@@ -243,7 +244,7 @@ def test_the_strategy_stage_narrows_to_a_second_pool_and_fits_its_subsets(tmp_pa
     assert log["status"] == "done"
     [entry] = log["stages"]
     first, second = design_outcomes(url, entry["pool"]["study"]), design_outcomes(url, entry["pool"]["second"]["study"])
-    assert (len(first), len(second)) == (48, 32)
+    assert (len(first), len(second)) == (40, 40)
     # the narrowing, recomputed: lstsq of the first pool's validation errors on its design matrix, each group's
     # 3 subsets of lowest predicted contribution
     assignments = [tuple(r["assignment"].split(",")) for r in first]
@@ -257,7 +258,7 @@ def test_the_strategy_stage_narrows_to_a_second_pool_and_fits_its_subsets(tmp_pa
     assert entry["pool"]["second"]["subsets"] == expected
     for group in range(4):  # balanced over the narrowed subsets
         counts = {s: sum(r["assignment"].split(",")[group] == s for r in second) for s in expected[group]}
-        assert sum(counts.values()) == 32 and max(counts.values()) - min(counts.values()) <= 1
+        assert sum(counts.values()) == 40 and max(counts.values()) - min(counts.values()) <= 1
     # the second fit has a dummy per non-reference narrowed subset and group; noise-free, it recovers the truth's
     # differences exactly, so the winner is the narrowed space's true best
     fit = entry["pool"]["second"]["fit"]
@@ -269,3 +270,4 @@ def test_the_strategy_stage_narrows_to_a_second_pool_and_fits_its_subsets(tmp_pa
     best = min(itertools.product(*expected), key=lambda a: sum(truth[g, s] for g, s in enumerate(a)))
     assert entry["winner"] == ",".join(best)
     assert entry["trials"]["pool"] == 80 and entry["trials"]["used"] == 80 + entry["trials"]["complete"]
+    assert entry["plan"]["max_blocks"] == 3  # final_blocks caps the final race (the plan allows 4)

@@ -25,10 +25,12 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
              first_look: int = typer.Option(5, "--first-look", help="racing: blocks before the first look."),
              look_every: int = typer.Option(5, "--look-every", help="racing: blocks between looks."),
              replicates: int = typer.Option(1, help="racing: seeds per design (its error is their mean)."),
-             pool_size: int = typer.Option(160, "--pool-size", help="racing: designs in the strategy stage's pools "
+             pool_size: int = typer.Option(184, "--pool-size", help="racing: designs in the strategy stage's pools "
                                                                    "together."),
              narrow: int = typer.Option(3, "--narrow", help="racing: subsets kept per group for the strategy stage's "
                                                             "second pool (0: one pool)."),
+             final_blocks: int = typer.Option(5, "--final-blocks", help="racing, with --narrow: the most blocks of the "
+                                                                        "strategy stage's final race."),
              max_trials: int = typer.Option(None, "--max-trials", help="racing: a cap on the discovery's trials."),
              wait: bool = typer.Option(True, "--wait/--no-wait", help="With --workers 0: wait for workers elsewhere "
                                                                     "and make each look as their blocks finish."),
@@ -77,7 +79,7 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
                             out_dir=out, seed=seed, schedule=schedule, data_dir=data_dir, workers=parse_workers(workers),
                             threads=threads, device=device,
                             confidence=confidence, progress=show, protocol=protocol, plan=plan, replicates=replicates,
-                            pool_size=pool_size, narrow=narrow, max_trials=max_trials, wait=wait, lora_scaling=lora_scaling,
+                            pool_size=pool_size, narrow=narrow, final_blocks=final_blocks, max_trials=max_trials, wait=wait, lora_scaling=lora_scaling,
                             mid_validation=mid_validation, fidelity_check=fidelity_check)
     print_decisions(log)
 

@@ -36,14 +36,16 @@ COMPONENTS = ("grouping", "allocation", "tuned", "strategies")
 TITLES = {"grouping": "layer grouping", "allocation": "parameter allocation", "tuned": "tunable groups"}
 DISCOVERY_ATTR = "peftspace_discovery"
 DEFINITION_KEYS = ("model", "tasks", "samples_per_space", "seed", "schedule", "start", "components", "candidates", "confidence",
-                   "protocol", "plan", "replicates", "pool_size", "narrow", "max_trials", "fidelity_check")
+                   "protocol", "plan", "replicates", "pool_size", "narrow", "final_blocks", "max_trials",
+                   "fidelity_check")
 
 
 def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpace | str = "S0",
                   stages=COMPONENTS, candidates=ALL_SUBSETS, name: str | None = None, storage: str | None = None,
                   out_dir=None, seed: int = 0, schedule=None, data_dir=None, workers: int = 1, threads: int | None = None,
                   confidence: float = 0.95, heartbeat: Heartbeat = Heartbeat(), progress=None, protocol: str = "racing",
-                  plan=None, replicates: int = 1, pool_size: int = 160, narrow: int = 3, max_trials: int | None = None,
+                  plan=None, replicates: int = 1, pool_size: int = 184, narrow: int = 3, final_blocks: int = 5,
+                  max_trials: int | None = None,
                   wait: bool = False, lora_scaling: str | None = None, mid_validation: bool | None = None,
                   fidelity_check: int = 0, device: str = "auto") -> dict:
     """Run (or resume) a discovery and return its decision log.
@@ -69,6 +71,8 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
         pool_size: designs in the strategy stage's pools together (racing).
         narrow: subsets kept per group for the strategy stage's second pool (0: one pool; see
             ``peftspace.discover.pool``).
+        final_blocks: with ``narrow``, the most blocks of the strategy stage's final race (simulated, trials
+            spent on the pools choose better than trials spent racing the finalists).
         max_trials: a cap on the trials of the whole discovery (racing): each stage's races get at most an
             equal share of what is left, as blocks of their options.
         wait: with ``workers=0``, wait for workers elsewhere instead of returning ``"waiting"``.
@@ -104,7 +108,8 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
         plan = plan if isinstance(plan, RacePlan) else RacePlan(**(plan or {}))
     except (TypeError, ValueError) as error:
         raise SweepError(f"{error}") from None
-    for key, value, least in (("replicates", replicates, 1), ("pool_size", pool_size, 8), ("narrow", narrow, 0)):
+    for key, value, least in (("replicates", replicates, 1), ("pool_size", pool_size, 8), ("narrow", narrow, 0),
+                              ("final_blocks", final_blocks, 2)):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise SweepError(f"{key}={value!r} must be an integer >= {least}")
     if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 1):
@@ -142,7 +147,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
         definition.update(protocol=protocol, plan=plan.to_dict(), replicates=replicates, pool_size=pool_size,
                           max_trials=max_trials, fidelity_check=fidelity_check)
         if narrow:  # stored only when narrowing, so one-pool discoveries stored before it resume with narrow=0
-            definition["narrow"] = narrow
+            definition.update(narrow=narrow, final_blocks=final_blocks)
     log_study = _discovery_study(url, name, definition)
     log = {"name": name, **definition, "stages": [], "final_space": None, "final_design": None, "best": None, "status": "running"}
 
@@ -161,6 +166,8 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
             stage_plan = _budgeted(plan, max_trials, log, len(stages) - index, ctx.replicates)
             if component == "strategies":
                 pool, stage_plan = _pool_budget(plan, max_trials, log, len(stages) - index, ctx.replicates, pool_size)
+                if narrow:
+                    stage_plan = _capped(stage_plan, final_blocks)
                 state, space = pool_stage(ctx, entry, space, label, index, stage_plan, pool, tuple(candidates), narrow)
             else:
                 options = component_subspaces(space, component)
