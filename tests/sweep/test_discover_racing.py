@@ -192,6 +192,14 @@ def test_max_trials_splits_the_strategy_stage_between_pool_and_race():
     assert pool == 140 and plan.max_blocks == 20  # 200 left: the pool and a full race of 3 x 20
     pool, plan = _pool_budget(RacePlan(), 250, log, 1, 1, 140)
     assert pool == 91 and plan.max_blocks == 13 and pool + 3 * plan.max_blocks <= 130  # 130 left
+    # two pools: the final race takes at most final_blocks blocks, the pools the rest
+    assert _pool_budget(RacePlan(), None, log, 1, 1, 184, 5) == (184, RacePlan(max_blocks=5, first_look=5))
+    pool, plan = _pool_budget(RacePlan(), 320, log, 1, 1, 184, 5)
+    assert pool == 184 and plan.max_blocks == 5  # 200 left: 184 + 3 x 5 = 199
+    pool, plan = _pool_budget(RacePlan(), 250, log, 1, 1, 184, 5)
+    assert (pool, plan.max_blocks) == (118, 4) and pool + 3 * plan.max_blocks <= 130  # 130 left: a race of 4 blocks
+    pool, plan = _pool_budget(RacePlan(), 320, log, 1, 2, 184, 5)
+    assert pool + 2 * 3 * plan.max_blocks <= 200 and plan.max_blocks >= 2  # replicates double the race's trials
 
 
 def test_the_final_design_carries_the_winners_value_when_its_trial_was_shared():

@@ -165,9 +165,8 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
             _save(log_study, log)
             stage_plan = _budgeted(plan, max_trials, log, len(stages) - index, ctx.replicates)
             if component == "strategies":
-                pool, stage_plan = _pool_budget(plan, max_trials, log, len(stages) - index, ctx.replicates, pool_size)
-                if narrow:
-                    stage_plan = _capped(stage_plan, final_blocks)
+                pool, stage_plan = _pool_budget(plan, max_trials, log, len(stages) - index, ctx.replicates, pool_size,
+                                                final_blocks if narrow else None)
                 state, space = pool_stage(ctx, entry, space, label, index, stage_plan, pool, tuple(candidates), narrow)
             else:
                 options = component_subspaces(space, component)
@@ -297,14 +296,22 @@ def _budgeted(plan, max_trials, log, stages_left: int, replicates: int):
     return _capped(plan, _share(max_trials, log, stages_left) // (options * replicates))
 
 
-def _pool_budget(plan, max_trials, log, stages_left: int, replicates: int, pool_size: int):
-    """The strategy stage's pool size and final-race plan under ``max_trials``: 70 % of its share for the pool (at
-    least 32 designs), the rest for the race among 3 assignments."""
+def _pool_budget(plan, max_trials, log, stages_left: int, replicates: int, pool_size: int, final_blocks: int | None = None):
+    """The strategy stage's pool size and final-race plan under ``max_trials``.
+
+    One pool (``final_blocks`` None): 70 % of the stage's share for the pool (at least 32 designs), the rest for
+    the race among 3 assignments. Two pools (``final_blocks``, with ``narrow``): the race takes at most
+    ``final_blocks`` blocks of 3, the pools everything else (at least 32 designs; simulated, pool designs choose
+    better than race blocks)."""
     if max_trials is None:
-        return pool_size, plan
+        return pool_size, plan if final_blocks is None else _capped(plan, final_blocks)
     share = _share(max_trials, log, stages_left)
-    pool = max(32, min(pool_size, int(0.7 * share)))
-    return pool, _capped(plan, (share - pool) // (3 * replicates))
+    if final_blocks is None:
+        pool = max(32, min(pool_size, int(0.7 * share)))
+        return pool, _capped(plan, (share - pool) // (3 * replicates))
+    race = min(final_blocks, max(2, share // 10 // (3 * replicates)))  # a small share still races a little
+    pool = max(32, min(pool_size, share - 3 * race * replicates))
+    return pool, _capped(plan, min(race, max(2, (share - pool) // (3 * replicates))))
 
 
 def _option_errors(url: str, options: dict, validation: bool) -> tuple[dict[str, list[float]], str]:
