@@ -149,3 +149,32 @@ def test_the_schedule_turns_fast_dropout_on_by_default_off_on_request_and_off_fo
     assert Schedule.from_stored(old).fast_dropout is False
     with pytest.raises(Exception, match="fast_dropout='yes' must be true or false"):
         Schedule(fast_dropout="yes")
+
+
+def test_distilbert_declares_fast_attention_dropout_and_gets_it():
+    import copy
+
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from peftspace.dropout import ATTENTION
+
+    torch.manual_seed(0)
+    model = DistilBertModel(DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=4, hidden_dim=64, dropout=0.0,
+                                             attention_dropout=0.3, max_position_embeddings=40))
+    plain = copy.deepcopy(model).eval()
+    dropouts = [name for name, m in model.named_modules() if type(m) is nn.Dropout]
+    assert len(dropouts) == 5 and use_fast_dropout(model) == 5 + 2  # embeddings, 2 x (attention, FFN); the two attentions
+    attentions = [m for m in model.modules() if type(m).__name__ == "DistilBertSelfAttention"]
+    assert {m.config._attn_implementation for m in attentions} == {ATTENTION}
+    batch = {"input_ids": torch.randint(3, 100, (2, 7), generator=torch.Generator().manual_seed(1)),
+             "attention_mask": torch.tensor([[1] * 7, [1] * 5 + [0] * 2])}
+    with torch.no_grad():
+        model.eval()
+        torch.testing.assert_close(model(**batch).last_hidden_state, plain(**batch).last_hidden_state)
+        model.train()
+        torch.manual_seed(5)
+        first = model(**batch).last_hidden_state
+        torch.manual_seed(5)
+        again = model(**batch).last_hidden_state
+    assert torch.equal(first, again)  # the masks come from torch's generator, so seeds reproduce them
+    assert not torch.allclose(first, plain(**batch).last_hidden_state, atol=1e-3)  # the attention dropout is on
