@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/sweep.py --ablation      # also each speed-up turned off in turn (1 worker)
     .venv/bin/python benchmarks/sweep.py --steps 5 --designs 2 --workers 1,2 --json out.json   # a quick check
     ... --schedule precision=fp32 --schedule bucket_window=0     # our side without bf16 and bucketing
+    ... --device cuda --workers auto   # on the GPU(s): our workers pinned one per GPU; Trainer in bf16 on the GPU
 
 The designs are LoRA-only (strategies fixed to L) with per-layer ranks that differ, drawn from one
 space with one seed; the table prints each design's ranks per layer. Both sides train SST-2 (the
@@ -89,8 +90,11 @@ def run_baseline(designs: list[Design], args, workdir: Path) -> dict:
         model = get_peft_model(model, lora_config(config, design))
         lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n and p.requires_grad)
         assert lora == peftspace.plan(config, design).total, f"peft built {lora} LoRA parameters, the plan says otherwise"
+        cuda = args.device == "cuda"  # the GPU's peer: Trainer in bf16 (fp16 where the GPU lacks bf16) with length grouping
+        mixed = {"bf16": torch.cuda.is_bf16_supported(), "fp16": not torch.cuda.is_bf16_supported(),
+                 "train_sampling_strategy": "group_by_length"} if cuda else {"use_cpu": True}
         training = TrainingArguments(
-            output_dir=str(workdir / "trainer"), max_steps=args.steps, per_device_train_batch_size=32,
+            **mixed, output_dir=str(workdir / "trainer"), max_steps=args.steps, per_device_train_batch_size=32,
             per_device_eval_batch_size=64, learning_rate=1e-3, lr_scheduler_type="linear", max_grad_norm=1.0,
             # peftspace's int(warmup_ratio * steps) (a ratio < 1 would round up); HF's ramp starts at lr 0, ours one step in
             warmup_steps=int(0.06 * args.steps),
@@ -108,7 +112,7 @@ def run_baseline(designs: list[Design], args, workdir: Path) -> dict:
     return {"rows": rows, "shared_s": shared, "total_s": time.perf_counter() - started}
 
 
-def run_ours(designs: list[Design], args, workers: int, workdir: Path, changes: dict | None = None, label: str = "") -> dict:
+def run_ours(designs: list[Design], args, workers: int | str, workdir: Path, changes: dict | None = None, label: str = "") -> dict:
     """``run_sweep`` on a fresh SQLite store: spawned workers, each loading the backbone and data once."""
     import optuna
     from optuna.trial import TrialState
@@ -121,7 +125,8 @@ def run_ours(designs: list[Design], args, workers: int, workdir: Path, changes: 
     url = f"sqlite:///{workdir / f'workers{workers}{label}.db'}"
     started = time.perf_counter()
     status = run_sweep(SPACE, MODEL, [TASK], samples=len(designs), seed=args.seed, workers=workers, storage=url,
-                       schedule=schedule, data_dir=args.data_dir, threads=max(1, args.threads // workers))
+                       schedule=schedule, data_dir=args.data_dir, device=args.device,
+                       threads=None if workers == "auto" else max(1, args.threads // workers))
     total = time.perf_counter() - started
     if status["failures"]:
         raise SystemExit(f"peftspace sweep failed: {status['failures']}")
@@ -184,8 +189,15 @@ def parse_args():
     parser.add_argument("--ablation", action="store_true",
                         help="also run our side (1 worker) with each speed-up turned off in turn, and all of them off")
     parser.add_argument("--json", help="also write every number to this file")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where both sides train (cuda: Trainer in bf16 with length grouping; --workers auto: one per GPU)")
     args = parser.parse_args()
-    args.workers = [int(w) for w in args.workers.split(",")]
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.exit(2, "--device cuda: torch sees no CUDA GPU on this machine\n")
+    args.workers = [w if w == "auto" else int(w) for w in args.workers.split(",")]
     args.schedule = dict(_key_value(item) for item in args.schedule)
     return args
 
