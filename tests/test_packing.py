@@ -35,8 +35,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 class NoDropoutCache(TrialCache):
     """Hands out models whose dropout modules all have p=0 (BERT's attention dropout reads them too)."""
 
-    def model(self, backbone, model_class, kwargs):
-        model, newly_initialized = super().model(backbone, model_class, kwargs)
+    def model(self, backbone, model_class, kwargs, device="cpu"):
+        model, newly_initialized = super().model(backbone, model_class, kwargs, device)
         for module in model.modules():
             if "dropout" in type(module).__name__.lower() and isinstance(getattr(module, "p", None), float):
                 module.p = 0.0  # nn.Dropout, and a trial's own dropout modules if it swaps them in
