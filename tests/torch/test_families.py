@@ -7,7 +7,7 @@ import torch
 
 import peftspace
 from peftspace import Design, StrategyOptions
-from peftspace.design.errors import DesignError, ModelError
+from peftspace.design.errors import DesignError
 from peftspace.families import family_map
 from tiny_models import BUILDERS, build, inputs, output, perturb
 
