@@ -81,6 +81,11 @@ def test_sweep_and_worker_refuse_cuda_without_cuda_before_anything_runs(no_cuda,
     assert not (tmp_path / "s.db").exists()  # refused before the sweep was queued
     with pytest.raises(PeftspaceError, match="asks for a CUDA GPU"):
         run_worker(storage, "nothing", device="cuda")
+    from peftspace.discover import run_discovery
+
+    with pytest.raises(PeftspaceError, match="asks for a CUDA GPU"):
+        run_discovery("minilm", "sst2", 2, storage=storage, out_dir=tmp_path / "out", workers="auto", device="cuda")
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("command", [
@@ -88,6 +93,7 @@ def test_sweep_and_worker_refuse_cuda_without_cuda_before_anything_runs(no_cuda,
     ["worker", "--storage", "sqlite:///unused.db", "--study", "x"],
     ["sweep", "--space", "S0", "--tasks", "sst2", "--samples", "2", "--workers", "auto"],
     ["compare", "--designs", "lora", "--tasks", "sst2", "--seeds", "0"],
+    ["discover", "--tasks", "sst2", "--workers", "auto"],
 ])
 def test_the_cli_says_so_in_one_line(no_cuda, run_cli, data_dir, tmp_path, monkeypatch, command):
     monkeypatch.chdir(tmp_path)

@@ -101,6 +101,9 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
 
     from peftspace.analysis.racing import RacePlan
 
+    from peftspace.devices import worker_slots
+
+    worker_slots(workers, device, threads)  # a CUDA request without CUDA fails before anything is queued
     space, tasks, schedule = resolve_space(start), task_names(tasks), schedule or Schedule()
     if protocol not in PROTOCOLS:
         raise SweepError(f"protocol={protocol!r} must be one of {list(PROTOCOLS)}")
