@@ -145,3 +145,51 @@ def test_the_sweep_command_passes_the_failure_limit_on(monkeypatch, run_cli, tmp
         code, out = run_cli("sweep", "--space", "S0", "--tasks", "rte", "--storage", f"sqlite:///{tmp_path}/x.db", *flags)
         assert code == 2 and "stop here" in out
     assert given == [5, 3, None]
+
+
+def test_a_following_worker_runs_the_stages_a_discovery_queues_after_it_started(tmp_path, data_dir, monkeypatch, tiny):
+    """discover --workers 0 --wait in one thread, a following worker in this one (trials stubbed): the worker
+    picks up S2's study, which did not exist when it started, and stops once the discovery is done."""
+    import hashlib
+    import threading
+
+    from peftspace.discover import run_discovery
+    from peftspace.sweep.worker import discovery_done, follow_sweeps
+
+    def outcome(seed, task):  # a reproducible score per trial seed, on every split
+        value = 60.0 + int(hashlib.sha256(str(seed).encode()).hexdigest()[:6], 16) / 16 ** 6 * 20
+        return record(value, validation=value, mid=value)
+
+    stub(monkeypatch, outcome)
+    url, result = f"sqlite:///{tmp_path}/follow.db", {}
+
+    def discover():
+        result["log"] = run_discovery("minilm", "rte", 2, stages=("grouping", "allocation"), name="f", storage=url,
+                                      out_dir=tmp_path / "out", schedule=tiny, data_dir=data_dir, workers=0, wait=True,
+                                      plan={"max_blocks": 2, "first_look": 2, "look_every": 2})
+
+    thread = threading.Thread(target=discover)
+    thread.start()
+    seen = []
+    ran = follow_sweeps(url, "f/*", data_dir, until=lambda: discovery_done(url, "f"), idle_timeout=120, poll=0.2,
+                        on_trial=seen.append)
+    thread.join(timeout=120)
+    assert not thread.is_alive() and result["log"]["status"] == "done"
+    stages = [e["study"] for e in result["log"]["stages"]]
+    assert stages == ["f/S1", "f/S2"]
+    complete = {name: sweep_status(url, name)["designs"]["complete"] for name in stages}
+    assert ran == len(seen) == sum(complete.values()) and all(complete.values())  # both stages, every trial by this worker
+    assert discovery_done(url, "f") and not discovery_done(url, "nothing-here")
+
+
+def test_a_following_worker_with_nothing_to_do_stops_after_its_idle_timeout(tmp_path, data_dir):
+    import time
+
+    from peftspace.sweep.worker import follow_sweeps
+
+    url = f"sqlite:///{tmp_path}/idle.db"
+    started = time.monotonic()
+    assert follow_sweeps(url, "nobody/*", data_dir, idle_timeout=0.5, poll=0.1) == 0
+    assert time.monotonic() - started < 30
+    with pytest.raises(SweepError, match="idle_timeout=-1 must be >= 0"):
+        follow_sweeps(url, "nobody/*", data_dir, idle_timeout=-1)

@@ -98,7 +98,12 @@ def worker(storage: str = typer.Option(..., "--storage", help="The sweep's Optun
                                                           "such as 'NAME/S1/*' (a discovery stage's sweeps)."),
            data_dir: Path = DATA_DIR,
            threads: int = typer.Option(None, help="Torch threads for this worker."),
-           max_consecutive_failures: int = MAX_FAILURES, device: str = DEVICE) -> None:
+           max_consecutive_failures: int = MAX_FAILURES, device: str = DEVICE,
+           follow: bool = typer.Option(False, "--follow/--no-follow", help="Also run sweeps created later under the "
+                                       "pattern (a discovery's next stages, 'NAME/*'), until discovery NAME is done or "
+                                       "nothing was queued for --idle-timeout seconds."),
+           idle_timeout: float = typer.Option(600.0, "--idle-timeout", help="With --follow: seconds without queued "
+                                                                            "designs before the worker stops.")) -> None:
     """Join a sweep: run its queued designs until none is left (start any number, on any machine)."""
     from transformers.utils import logging as hf_logging
 
@@ -115,9 +120,18 @@ def worker(storage: str = typer.Option(..., "--storage", help="The sweep's Optun
         console.print(f"trial {summary['trial']} design {summary['design_index']}: {outcome} ({summary['wall_time_s']:.0f} s)")
 
     resolve_device(device)  # a CUDA request without CUDA: one clear error, before the store is read
-    studies = matching_sweeps(storage, study)
-    ran = run_worker(storage, studies, data_dir, threads=threads, on_trial=show, device=device,
-                     max_consecutive_failures=_failure_limit(max_consecutive_failures))
+    options = dict(threads=threads, on_trial=show, device=device,
+                   max_consecutive_failures=_failure_limit(max_consecutive_failures))
+    if follow:
+        from peftspace.sweep.worker import discovery_done, follow_sweeps
+
+        discovery = study.split(",")[0].split("/")[0]
+        ran = follow_sweeps(storage, study, data_dir, until=lambda: discovery_done(storage, discovery),
+                            idle_timeout=idle_timeout, **options)
+        studies = matching_sweeps(storage, study) if ran else []
+    else:
+        studies = matching_sweeps(storage, study)
+        ran = run_worker(storage, studies, data_dir, **options)
     console.print(f"this worker ran {ran} trial(s)")
     for name in studies:
         _print_sweep(sweep_status(storage, name))

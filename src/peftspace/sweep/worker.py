@@ -18,8 +18,8 @@ import time
 import traceback
 
 from peftspace.design.errors import PeftspaceError
-from peftspace.sweep.store import (SweepError, design_index, load_study, open_storage, read_definition, read_heartbeat,
-                                   reap_stale, retrying, take_waiting)
+from peftspace.sweep.store import (SweepError, design_index, load_study, matching_sweeps, open_storage, read_definition,
+                                   read_heartbeat, reap_stale, retrying, take_waiting)
 
 
 class _Heartbeat:
@@ -122,6 +122,50 @@ def run_worker(storage: str, study_name: str | list[str], data_dir=None, *, thre
         ran += _run_study(storage, name, data_dir, tasks, None if max_trials is None else max_trials - ran, on_trial, wait, cache,
                           streak, device)
     return ran
+
+
+def follow_sweeps(storage: str, patterns: str, data_dir=None, *, until=None, idle_timeout: float = 600.0,
+                  poll: float = 5.0, **worker_options) -> int:
+    """``run_worker`` over every sweep matching ``patterns`` (``NAME/*``), including sweeps created after it
+    started: a discovery run with ``--workers 0`` queues each stage only once the stage before it is decided,
+    so a worker started with the discovery follows it to the end. Returns the trials it ran.
+
+    Stops when ``until()`` is true after a pass with nothing to run (the CLI: the discovery ``NAME`` is done),
+    or after ``idle_timeout`` seconds in which no design was queued; sleeps ``poll`` seconds between passes.
+    ``worker_options`` go to ``run_worker`` (one ``TrialCache`` is shared by every pass).
+    """
+    if not (isinstance(idle_timeout, (int, float)) and idle_timeout >= 0 and isinstance(poll, (int, float)) and poll > 0):
+        raise SweepError(f"idle_timeout={idle_timeout!r} must be >= 0 seconds and poll={poll!r} > 0 seconds")
+    if worker_options.get("cache") is None:
+        from peftspace.trial import TrialCache
+
+        worker_options["cache"] = TrialCache()
+    ran, idle_since = 0, time.monotonic()
+    while True:
+        try:
+            studies = matching_sweeps(storage, patterns)
+        except SweepError:  # nothing queued under these names yet
+            studies = []
+        done = run_worker(storage, studies, data_dir, **worker_options) if studies else 0
+        ran += done
+        if done:
+            idle_since = time.monotonic()
+        elif until is not None and until():
+            return ran
+        if time.monotonic() - idle_since >= idle_timeout:
+            return ran
+        time.sleep(poll)
+
+
+def discovery_done(storage: str, name: str) -> bool:
+    """Whether the discovery ``name`` in ``storage`` has finished (False when there is none by that name)."""
+    from peftspace.discover import DISCOVERY_ATTR
+
+    try:
+        study = load_study(open_storage(storage), name, storage)
+    except SweepError:
+        return False
+    return (study.user_attrs.get(DISCOVERY_ATTR) or {}).get("status") == "done"
 
 
 def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials: int | None, on_trial, wait: bool,
