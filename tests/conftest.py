@@ -54,6 +54,20 @@ def sst2(data_dir):
     return load_task("sst2", data_dir, seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, minilm_path) -> str:
+    """Directory of a tiny random BERT (4 blocks, hidden 32) with MiniLM's tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
 @pytest.fixture
 def tiny_t5(tmp_path, minilm_path) -> str:
     """Directory of a tiny random T5 (2+2 blocks, d_model 64) with MiniLM's WordPiece vocabulary (no T5 one offline)."""

@@ -72,20 +72,6 @@ def test_own_csv_trains(tmp_path, data_dir):
     assert record["status"] == "ok" and "accuracy" in record["metrics"]["test"]
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory, minilm_path) -> str:
-    """Directory of a tiny random BERT (4 blocks, hidden 32) with MiniLM's tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=64)
-    BertForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
-
-
 def test_each_strategy_trains_at_its_own_learning_rate(tiny_bert):
     import torch
     from transformers import BertForSequenceClassification
