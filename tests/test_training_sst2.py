@@ -2,7 +2,8 @@
 
 Two fixed batches of real training sentences alternate, so the first two and the last two steps
 see the same data and their mean losses compare without sampling noise. Dropout stays on (it is
-training); the torch seed fixes it. The classifier head trains too, as a separate parameter group.
+training); the torch seed fixes it. The classifier head trains too, as a separate parameter group,
+so each design must also end below a run that trains the head alone.
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ def batches(minilm_path, data_dir):
     return found
 
 
+def _train(model, batches, groups, lr) -> list[float]:
+    optimizer = torch.optim.AdamW([{"params": g} for g in groups], lr=lr)
+    model.train()
+    losses = []
+    for step in range(STEPS):
+        loss = model(**batches[step % len(batches)]).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_a_few_steps_lower_the_loss_and_leave_the_backbone_alone(minilm_path, batches, name):
     from transformers import AutoModelForSequenceClassification
@@ -65,18 +79,20 @@ def test_a_few_steps_lower_the_loss_and_leave_the_backbone_alone(minilm_path, ba
     frozen.update({f"buffer:{key}": b.detach().clone() for key, b in model.named_buffers()})
     initial = {key: p.detach().clone() for key, p in strategy.items()}
 
-    optimizer = torch.optim.AdamW([{"params": list(strategy.values())}, {"params": list(head.values())}], lr=lr)
-    model.train()
-    losses = []
-    for step in range(STEPS):
-        loss = model(**batches[step % len(batches)]).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-
+    losses = _train(model, batches, [list(strategy.values()), list(head.values())], lr)
     first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
     assert last < first - MIN_DROP, f"{name}: loss {first:.3f} -> {last:.3f} over {[round(x, 3) for x in losses]}"
+    # the head alone also lowers the loss on two repeated batches: the strategy must beat that run (same
+    # initial model, head initialization, learning rate and dropout seed, strategy parameters frozen)
+    torch.manual_seed(0)
+    baseline = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2)
+    peftspace.apply(baseline, design)
+    for parameter in baseline.parameters():
+        parameter.requires_grad_(False)
+    baseline.classifier.requires_grad_(True)
+    head_only = _train(baseline, batches, [list(baseline.classifier.parameters())], lr)
+    alone = sum(head_only[-2:]) / 2
+    assert last < alone - MIN_DROP, f"{name}: loss {last:.3f} with the strategy, {alone:.3f} with the head alone"
     state = dict(model.named_parameters()) | {f"buffer:{key}": b for key, b in model.named_buffers()}
     changed = sorted(key for key, value in frozen.items() if not torch.equal(state[key], value))
     assert not changed, f"{name}: frozen backbone tensors changed: {changed[:5]}"
