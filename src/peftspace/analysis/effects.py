@@ -416,14 +416,19 @@ def narrowed_subsets(fit: EffectsFit, candidates=ALL_SUBSETS, keep: int = 3) -> 
     if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
         raise ValueError(f"narrowed_subsets: keep={keep!r} must be a positive integer")
     lists = [tuple(dict.fromkeys(map(canonical, group_levels(candidates, g)))) for g in range(fit.num_groups)]
-    chosen, start = [], 1
+    return [tuple(group[i] for i in np.argsort(score, kind="stable")[:keep])
+            for group, score in zip(lists, _group_scores(fit, lists))]
+
+
+def _group_scores(fit: EffectsFit, lists) -> list[np.ndarray]:
+    """Per group, the fitted contribution of each subset of ``lists[g]`` (its features times the group's coefficients)."""
+    scores, start = [], 1  # after the intercept
     for g in range(fit.num_groups):
         width = len(group_columns(g, fit.terms, fit.levels))
         coef = fit.coef[start:start + width]
         start += width
-        score = np.array([group_features(s, fit.terms, group_levels(fit.levels, g)) @ coef for s in lists[g]])
-        chosen.append(tuple(lists[g][i] for i in np.argsort(score, kind="stable")[:keep]))
-    return chosen
+        scores.append(np.array([group_features(s, fit.terms, group_levels(fit.levels, g)) @ coef for s in lists[g]]))
+    return scores
 
 def best_assignments(fit: EffectsFit, candidates=ALL_SUBSETS, top: int = 2) -> list[tuple[tuple[str, ...], float]]:
     """The ``top`` assignments (one candidate subset per group) with the lowest predicted error.
@@ -449,12 +454,7 @@ def best_assignments(fit: EffectsFit, candidates=ALL_SUBSETS, top: int = 2) -> l
         raise ValueError("best_assignments: " + "; ".join(dict.fromkeys(problems)))
     lists = [tuple(dict.fromkeys(map(canonical, group))) for group in lists]
     scores = []
-    start = 1  # after the intercept
-    for g in range(fit.num_groups):
-        width = len(group_columns(g, fit.terms, fit.levels))
-        coef = fit.coef[start:start + width]
-        start += width
-        score = np.array([group_features(s, fit.terms, group_levels(fit.levels, g)) @ coef for s in lists[g]])
+    for score in _group_scores(fit, lists):
         order = np.argsort(score, kind="stable")
         scores.append((score[order], order))
 

@@ -55,7 +55,7 @@ def pool_stage(ctx, entry: dict, space, label: str, index: int, plan, pool_size:
     group's ``narrow`` best predicted subsets, a second balanced pool over them is fitted with a dummy
     per (group, subset), and the finalists come from that second fit.
     """
-    from peftspace.analysis.effects import SUBSETS, best_assignments, fit_effects, narrowed_subsets
+    from peftspace.analysis.effects import SUBSETS, best_assignments, narrowed_subsets
     from peftspace.design.design import canonical_subset
     from peftspace.design.space import RECALLED_S4, allowed_subsets
     from peftspace.discover.racing import race_stage
@@ -72,7 +72,7 @@ def pool_stage(ctx, entry: dict, space, label: str, index: int, plan, pool_size:
     read = _run_pool(ctx, space, label, study, pool_subsets, first, np.random.default_rng([ctx.seed, index]), "pool")
     if read is None:
         return "waiting", space
-    fit, failed, trained = _fit(label, groups, *read, fit_effects)
+    fit, failed, trained = _fit(label, groups, read)
     entry["pool"].update(failed=failed, fit=fit.to_dict())
     levels = pool_subsets
     if second:
@@ -84,7 +84,7 @@ def pool_stage(ctx, entry: dict, space, label: str, index: int, plan, pool_size:
         read = _run_pool(ctx, space, label, study2, levels, second, np.random.default_rng([ctx.seed, index, 2]), "pool 2")
         if read is None:
             return "waiting", space
-        fit, failed, more = _fit(label, groups, *read, lambda *a, **k: fit_effects(*a, **k, terms=SUBSETS, levels=levels))
+        fit, failed, more = _fit(label, groups, read, terms=SUBSETS, levels=levels)
         entry["pool"]["second"].update(failed=failed, fit=fit.to_dict())
         trained += more
     try:
@@ -111,7 +111,7 @@ def pool_stage(ctx, entry: dict, space, label: str, index: int, plan, pool_size:
 
 def _run_pool(ctx, space, label: str, study: str, subsets, size: int, rng: np.random.Generator, title: str):
     """Queue (or find) one balanced pool of ``size`` designs in blocks of POOL_BLOCK, run the local workers, and
-    return ``(outcomes of finished designs)`` or None while designs are still waiting or running."""
+    return the outcomes of its finished designs, or None while designs are still waiting or running."""
     from peftspace.design.pool import balanced_assignments
     from peftspace.design.space import draw
     from peftspace.sweep.status import design_outcomes
@@ -144,19 +144,19 @@ def _run_pool(ctx, space, label: str, study: str, subsets, size: int, rng: np.ra
     done = [o for o in outcomes if o["state"] in ("complete", "failed")]
     if len(done) < 10:
         raise SweepError(f"stage {label}: only {len(done)} {title} designs finished; see peftspace status --study {study}")
-    return (done,)
+    return done
 
 
-def _fit(label: str, groups: int, done: list[dict], fit_effects):
+def _fit(label: str, groups: int, done: list[dict], **fit_options):
     """The effects fit of a finished pool (failed designs at their block's worst error): ``(fit, failed, trained)``."""
-    from peftspace.analysis.effects import fill_pool_failures
+    from peftspace.analysis.effects import fill_pool_failures, fit_effects
 
     failed = np.array([o["state"] == "failed" for o in done])
     blocks = [o["block"] for o in done]
     errors = fill_pool_failures([math.nan if f else o["validation_error"] for o, f in zip(done, failed)], failed, blocks)
     assignments = [tuple(o["assignment"].split(",")) for o in done]
     try:
-        fit = fit_effects(errors, assignments, groups, blocks if len(set(blocks)) > 1 else None)
+        fit = fit_effects(errors, assignments, groups, blocks if len(set(blocks)) > 1 else None, **fit_options)
     except ValueError as error:
         raise SweepError(f"stage {label}: the effects fit failed: {error}") from None
     return fit, int(failed.sum()), len(done)

@@ -159,13 +159,12 @@ def follow_sweeps(storage: str, patterns: str, data_dir=None, *, until=None, idl
 
 def discovery_done(storage: str, name: str) -> bool:
     """Whether the discovery ``name`` in ``storage`` has finished (False when there is none by that name)."""
-    from peftspace.discover import DISCOVERY_ATTR
+    from peftspace.discover import read_discovery
 
     try:
-        study = load_study(open_storage(storage), name, storage)
+        return read_discovery(storage, name).get("status") == "done"
     except SweepError:
         return False
-    return (study.user_attrs.get(DISCOVERY_ATTR) or {}).get("status") == "done"
 
 
 def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials: int | None, on_trial, wait: bool,
