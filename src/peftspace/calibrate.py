@@ -53,11 +53,15 @@ def calibrate(model: str, tasks, schedule: Schedule = Schedule(), *, rates=DEFAU
         (``table``), the ``chosen`` rate per strategy (None where every rate failed on some task)
         and ``lr_multipliers`` (chosen rate / ``schedule.learning_rate``, for the strategies chosen).
     """
+    from peftspace.tasks.task_file import resolve_tasks, task_names
     from peftspace.trial import TrialCache, run_trial
 
     tasks = tasks.split(",") if isinstance(tasks, str) else list(tasks)
     rates, strategies = [float(r) for r in rates], list(strategies)
     _check(tasks, rates, strategies)
+    resolved = resolve_tasks(tasks)
+    sources = dict(zip(task_names(resolved), resolved))  # name -> a built-in name or a task file
+    tasks = list(sources)
     out = None if out is None else Path(out)
     stored = read_runs(out) if out is not None else []
     planned = {run_key(letter, task, rate, seed): (letter, task, rate)
@@ -75,8 +79,8 @@ def calibrate(model: str, tasks, schedule: Schedule = Schedule(), *, rates=DEFAU
             continue
         if progress is not None:
             progress(key)
-        record = run_trial(designs[letter], model, task, run_schedule(schedule, letter, rate), seed, data_dir=data_dir,
-                           cache=cache)
+        record = run_trial(designs[letter], model, sources[task], run_schedule(schedule, letter, rate), seed,
+                           data_dir=data_dir, cache=cache)
         record.update(key=key, strategy=letter, task_name=task, rate=rate)
         runs[key] = record
         if out is not None:

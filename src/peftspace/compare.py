@@ -30,32 +30,50 @@ def compare(designs: list[str], tasks: list[str], seeds: list[int], model: str, 
     """
     from peftspace.api import _as_design
     from peftspace.devices import resolve_device
+    from peftspace.tasks.task_file import resolve_tasks, task_names
 
     device = str(resolve_device(device))  # one clear error for CUDA without CUDA, before any trial
+    resolved = resolve_tasks(tasks)  # names or task files; rows and keys use the tasks' names
+    tasks = task_names(resolved)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = {r["key"] for r in read_records(out_dir)}
+    done = {r["key"]: r for r in read_records(out_dir)}
+    _check_same_data(done.values(), resolved, out_dir)
     cache = TrialCache()  # one backbone load and one tokenization per task for all the trials
     for name in designs:
         design = _as_design(name)
         if budget is not None:
             design = design.with_budget(fraction=budget) if budget < 1 else design.with_budget(params=int(budget))
-        for task in tasks:
+        for task, source in zip(tasks, resolved):
             for seed in seeds:
                 key = trial_key(name, task, seed)
                 if key in done:
                     continue
                 if progress is not None:
                     progress(key)
-                record = run_trial(design, model, task, schedule, seed, data_dir=data_dir, cache=cache, device=device)
+                record = run_trial(design, model, source, schedule, seed, data_dir=data_dir, cache=cache, device=device)
                 record["key"], record["design_name"] = key, name
+                if not isinstance(source, str):
+                    record["task_sha256"] = source.sha256
                 with (out_dir / RECORDS).open("a") as f:
                     f.write(json.dumps(record) + "\n")
     records = [r for r in read_records(out_dir) if r["key"].split("|")[0] in designs]
     rows = summarize(records, designs, tasks)
     write_tables(rows, tasks, out_dir, model=model, seeds=seeds, schedule=schedule)
     return rows
+
+
+def _check_same_data(records, tasks, out_dir: Path) -> None:
+    """Refuse to continue a comparison whose task files' data changed since its records were made."""
+    from peftspace.tasks import TaskError
+
+    hashes = {t.name: t.sha256 for t in tasks if not isinstance(t, str)}
+    for record in records:
+        stored = record.get("task_sha256")
+        if stored is not None and record["task"] in hashes and stored != hashes[record["task"]]:
+            raise TaskError(f"{out_dir}: its records of task {record['task']!r} were trained on other data (the task "
+                            f"file's data files changed since); use another --out for the new data")
 
 
 def read_records(out_dir: Path) -> list[dict]:
@@ -67,15 +85,13 @@ def read_records(out_dir: Path) -> list[dict]:
 
 def summarize(records: list[dict], designs: list[str], tasks: list[str]) -> list[dict]:
     """One row per design: per-task mean and std of the test score over seeds, and the average."""
-    from peftspace.tasks import task_spec
-
     rows = []
     for name in designs:
         mine = [r for r in records if r["design_name"] == name and r["status"] == "ok"]
         row = {"design": name, "failed": sum(1 for r in records if r["design_name"] == name and r["status"] != "ok")}
         means = []
         for task in tasks:
-            scores = [r["score"] for r in mine if r["task"] == task_spec(task).name]
+            scores = [r["score"] for r in mine if r["task"] == task]
             row[task] = (float(np.mean(scores)), float(np.std(scores)), len(scores)) if scores else None
             if scores:
                 means.append(np.mean(scores))

@@ -37,7 +37,7 @@ TITLES = {"grouping": "layer grouping", "allocation": "parameter allocation", "t
 DISCOVERY_ATTR = "peftspace_discovery"
 DEFINITION_KEYS = ("model", "tasks", "samples_per_space", "seed", "schedule", "start", "components", "candidates", "confidence",
                    "protocol", "plan", "replicates", "pool_size", "narrow", "final_blocks", "max_trials",
-                   "fidelity_check")
+                   "fidelity_check", "task_files")
 
 
 def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpace | str = "S0",
@@ -96,7 +96,8 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
     from peftspace.families import backbone_spec
     from peftspace.models import load_config
     from peftspace.sweep.status import finished_trials
-    from peftspace.sweep.sweep import check_data_dir, design_totals, resolve_space, run_local_workers, task_names
+    from peftspace.sweep.sweep import check_data_dir, design_totals, resolve_space, run_local_workers
+    from peftspace.tasks.task_file import resolve_tasks, stored_task_files, task_names
     from peftspace.schedule import Schedule
 
     from peftspace.analysis.racing import RacePlan
@@ -104,7 +105,7 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
     from peftspace.devices import worker_slots
 
     worker_slots(workers, device, threads)  # a CUDA request without CUDA fails before anything is queued
-    space, tasks, schedule = resolve_space(start), task_names(tasks), schedule or Schedule()
+    space, tasks, schedule = resolve_space(start), resolve_tasks(tasks), schedule or Schedule()
     if protocol not in PROTOCOLS:
         raise SweepError(f"protocol={protocol!r} must be one of {list(PROTOCOLS)}")
     try:
@@ -139,13 +140,15 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
     if not isinstance(samples_per_space, int) or samples_per_space < 2:
         raise SweepError(f"samples_per_space={samples_per_space!r} must be an integer >= 2 (a ranking needs two errors per option)")
     check_data_dir(data_dir)
-    name = safe_name(name or f"discover-{Path(model).name}-{'+'.join(tasks)}")
+    name = safe_name(name or f"discover-{Path(model).name}-{'+'.join(task_names(tasks))}")
     url = storage_url(storage, name)
     out = Path(out_dir or Path("runs") / name)
     backbone = backbone_spec(load_config(model))
-    definition = {"model": model, "tasks": tasks, "samples_per_space": samples_per_space, "seed": seed,
+    definition = {"model": model, "tasks": task_names(tasks), "samples_per_space": samples_per_space, "seed": seed,
                   "schedule": schedule.to_dict(), "start": space.to_dict(), "components": list(stages),
                   "candidates": list(candidates), "confidence": confidence}
+    if stored_task_files(tasks):  # stored only with task files, so discoveries stored before them resume
+        definition["task_files"] = stored_task_files(tasks)
     if protocol == "racing":  # stored only for racing, so paper discoveries stored before it resume
         definition.update(protocol=protocol, plan=plan.to_dict(), replicates=replicates, pool_size=pool_size,
                           max_trials=max_trials, fidelity_check=fidelity_check)

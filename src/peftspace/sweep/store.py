@@ -31,6 +31,8 @@ BACKENDS = ("sqlite", "postgresql", "mysql")
 URL_HELP = "use sqlite:///path/to/file.db (one machine) or postgresql://user:password@host:port/database (many machines)"
 DEFINITION_ATTR = "peftspace_sweep"
 HEARTBEAT_ATTR = "peftspace_heartbeat"
+DISCOVERY_ATTR = "peftspace_discovery"  # a discovery's log study (peftspace.discover)
+TASK_LOCATIONS_ATTR = "peftspace_task_locations"  # task file data paths where the sweep was created
 POPPED_ATTR = "popped_at_utc"  # when a worker took the trial: a timezone-aware ISO string, in UTC
 DRIVERS = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL", "MySQLdb": "mysqlclient"}
 
@@ -72,11 +74,13 @@ class SweepDefinition:
     seed: int
     schedule: dict = field(default_factory=dict)
     designs_sha256: str | None = None  # designs given explicitly (not sampled): the hash of them and their extras
+    task_files: dict | None = None  # task name -> TaskFile.stored(): the declaration and each data file's SHA-256
 
     def to_dict(self) -> dict:
         data = json.loads(json.dumps(asdict(self)))  # tuples -> lists, as stored
-        if data["designs_sha256"] is None:  # a sampled sweep is stored as it always was
-            del data["designs_sha256"]
+        for key in ("designs_sha256", "task_files"):  # sweeps without them are stored as they always were
+            if data[key] is None:
+                del data[key]
         return data
 
     @classmethod
@@ -220,6 +224,25 @@ def matching_sweeps(url: str, patterns: str) -> list[str]:
             raise SweepError(f"no sweep {pattern!r} in {redact(url)}; sweeps there: {sweeps}")
         found += [h for h in hits if h not in found]
     return found
+
+
+def default_sweeps(url: str) -> list[str]:
+    """The sweeps to show when none is named: the store's only sweep, or the sweeps of its only discovery.
+
+    Raises:
+        SweepError: a store with no sweep, or with several sweeps not all of one discovery (naming them).
+    """
+    summaries = retrying(open_storage(url).get_all_studies)
+    sweeps = sorted(s.study_name for s in summaries if DEFINITION_ATTR in s.user_attrs)
+    discoveries = sorted(s.study_name for s in summaries if DISCOVERY_ATTR in s.user_attrs)
+    if not sweeps:
+        raise SweepError(f"{redact(url)} holds no peftspace sweep yet" + (f" (discoveries: {discoveries})" if discoveries else ""))
+    if len(sweeps) == 1:
+        return sweeps
+    if len(discoveries) == 1 and all(s.startswith(discoveries[0] + "/") for s in sweeps):
+        return sweeps
+    raise SweepError(f"{redact(url)} holds {len(sweeps)} sweeps" + (f" of {len(discoveries)} discoveries {discoveries}"
+                     if discoveries else "") + f"; choose with --study (a name or a pattern such as 'NAME/*'): {sweeps}")
 
 
 def load_study(storage, study_name: str, url: str):

@@ -17,9 +17,10 @@ from pathlib import Path
 from peftspace.design.space import DesignSpace
 from peftspace.devices import worker_slots
 from peftspace.sweep.status import RESERVED_ATTRS, design_counts, retry_failed as requeue_failed, sweep_status
-from peftspace.sweep.store import (DEFINITION_ATTR, HEARTBEAT_ATTR, Heartbeat, SweepDefinition, SweepError, check_definition,
-                                   enqueue_designs, load_study, open_storage, read_definition, redact, retrying, safe_name,
-                                   storage_url)
+from peftspace.sweep.store import (DEFINITION_ATTR, HEARTBEAT_ATTR, TASK_LOCATIONS_ATTR, Heartbeat, SweepDefinition, SweepError,
+                                   check_definition, enqueue_designs, load_study, open_storage, read_definition, redact, retrying,
+                                   safe_name, storage_url)
+from peftspace.tasks.task_file import resolve_tasks, stored_task_files, task_names
 
 
 def resolve_space(space: DesignSpace | str) -> DesignSpace:
@@ -78,7 +79,7 @@ def run_sweep(space: DesignSpace | str, model: str, tasks, samples: int, seed: i
 
     _FailureStreak(max_consecutive_failures)  # checked before anything is queued
     space = resolve_space(space)
-    tasks = task_names(tasks)
+    tasks = resolve_tasks(tasks)
     if workers != "auto" and (not isinstance(workers, int) or workers < 0):
         raise SweepError(f"workers={workers!r} must be a non-negative integer or 'auto'")
     worker_slots(workers, device, threads)  # a CUDA request without CUDA fails before anything is queued
@@ -88,13 +89,6 @@ def run_sweep(space: DesignSpace | str, model: str, tasks, samples: int, seed: i
     run_local_workers(url, [study_name], data_dir, workers, threads, progress, max_consecutive_failures=max_consecutive_failures,
                       device=device)
     return sweep_status(url, study_name)
-
-
-def task_names(tasks) -> list[str]:
-    """Canonical task names from a list or one comma-separated string (unknown tasks raise)."""
-    from peftspace.tasks import task_spec
-
-    return [task_spec(t.strip()).name for t in (tasks.split(",") if isinstance(tasks, str) else tasks)]
 
 
 def check_data_dir(data_dir) -> None:
@@ -127,10 +121,12 @@ def queue_sweep(space: DesignSpace, model: str, tasks: list[str], samples: int |
 
     designs, extras, samples = _explicit(designs, extras, samples)
     schedule = schedule or Schedule()
-    study_name = study_name or default_study_name(space, model, tasks)
+    tasks = resolve_tasks(tasks)
+    study_name = study_name or default_study_name(space, model, task_names(tasks))
     url = storage_url(storage, study_name)
-    definition = SweepDefinition(space=space.to_dict(), model=model, tasks=tuple(tasks), samples=samples, seed=seed,
-                                 schedule=asdict(schedule), designs_sha256=designs and _sha256(designs, extras))
+    definition = SweepDefinition(space=space.to_dict(), model=model, tasks=tuple(task_names(tasks)), samples=samples,
+                                 seed=seed, schedule=asdict(schedule), designs_sha256=designs and _sha256(designs, extras),
+                                 task_files=stored_task_files(tasks))
     store = open_storage(url)
     with queue_lock(store, study_name):
         study = _create_study(store, study_name)
@@ -144,6 +140,8 @@ def queue_sweep(space: DesignSpace, model: str, tasks: list[str], samples: int |
                 designs = sample(space, samples, seed, backbone_spec(load_config(model)))  # may fail: then nothing is stored
             if new:
                 study.set_user_attr(DEFINITION_ATTR, definition.to_dict())
+                if definition.task_files:  # where the data is here: a hint for this machine's workers, not compared
+                    study.set_user_attr(TASK_LOCATIONS_ATTR, {t.name: t.locations() for t in tasks if not isinstance(t, str)})
             enqueue_designs(study, designs, seed, extras)
             study.set_user_attr("enqueued", samples)
         study.set_user_attr(HEARTBEAT_ATTR, asdict(heartbeat))

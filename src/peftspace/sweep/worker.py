@@ -18,8 +18,8 @@ import time
 import traceback
 
 from peftspace.design.errors import PeftspaceError
-from peftspace.sweep.store import (SweepError, design_index, load_study, matching_sweeps, open_storage, read_definition,
-                                   read_heartbeat, reap_stale, retrying, take_waiting)
+from peftspace.sweep.store import (TASK_LOCATIONS_ATTR, SweepError, design_index, load_study, matching_sweeps, open_storage,
+                                   read_definition, read_heartbeat, reap_stale, retrying, take_waiting)
 
 
 class _Heartbeat:
@@ -172,8 +172,9 @@ def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials:
     import optuna
     from optuna.trial import TrialState
 
-    from peftspace.tasks import load_task
     from peftspace.schedule import Schedule
+    from peftspace.tasks import load_task
+    from peftspace.tasks.task_file import TaskFile
 
     plain = open_storage(storage)
     first = load_study(plain, study_name, storage)
@@ -181,11 +182,21 @@ def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials:
     store = open_storage(storage, heartbeat)
     study = optuna.load_study(study_name=study_name, storage=store)
     schedule = Schedule.from_stored(definition.schedule)
-    # With the sweep's seed: every design sees the same splits.
+    # With the sweep's seed: every design sees the same splits. A task file is rebuilt from the store, its data
+    # found under this worker's data_dir (else where the sweep was made) and refused if its hash differs.
+    data = {}
     for task in definition.tasks:
-        if (task, definition.seed) not in tasks:
-            tasks[task, definition.seed] = load_task(task, data_dir, seed=definition.seed)
-    data = {task: tasks[task, definition.seed] for task in definition.tasks}
+        stored = (definition.task_files or {}).get(task)
+        if stored is not None:
+            task_file = TaskFile.from_stored(stored, data_dir, (first.user_attrs.get(TASK_LOCATIONS_ATTR) or {}).get(task))
+            key = (task_file, definition.seed)
+            if key not in tasks:
+                tasks[key] = task_file.load(definition.seed)
+        else:
+            key = (task, definition.seed)
+            if key not in tasks:
+                tasks[key] = load_task(task, data_dir, seed=definition.seed)
+        data[task] = tasks[key]
     ran = 0
     while max_trials is None or ran < max_trials:
         reap_stale(study, heartbeat)

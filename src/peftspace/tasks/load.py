@@ -28,7 +28,16 @@ def load_task(name: str, data_dir: str | Path | None = None, *, seed: int = 0, v
     carved from train: ``validation_size`` (a fraction, or a count) capped at ``max_validation``, chosen
     by ``numpy.random.default_rng(seed)``. The test split never depends on ``seed``. ``TaskData.notes``
     records every such choice, and whether the data is only a sample.
+
+    ``name`` may also be a task file's path or a ``TaskFile`` (``peftspace.tasks.task_file``): its own
+    files and splits, whatever ``data_dir``.
     """
+    from peftspace.tasks.task_file import TaskFile, is_task_file, read_task_file
+
+    if is_task_file(name):
+        name = read_task_file(name)
+    if isinstance(name, TaskFile):
+        return name.load(seed)
     spec = task_spec(name)
     raw = None
     if data_dir is not None:
