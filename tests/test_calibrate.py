@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from peftspace.calibrate import RESULT, RUNS, calibrate, summarize
-from peftspace.cli._common import make_schedule, parse_lr_multipliers
+from peftspace.cli.options import SCHEDULE, make_schedule, parse_lr_multipliers
 from peftspace.design import PeftspaceError
 from peftspace.schedule import Schedule
 
@@ -53,13 +53,36 @@ def test_multipliers_from_text_and_from_a_calibration(tmp_path):
         parse_lr_multipliers(str(tmp_path / "other.json"), 1e-3)
 
 
-def test_make_schedule_keeps_its_positional_arguments_and_takes_the_new_ones_by_keyword():
-    old = make_schedule(100, None, 16, 2e-3, 64, None, 50, None, "fp32", 0, "off", False, False)
-    assert (old.max_steps, old.batch_size, old.learning_rate, old.max_eval_examples, old.precision, old.score_validation) == \
-        (100, 16, 2e-3, 50, "fp32", False)
-    assert old.lr_multipliers == Schedule().lr_multipliers and old.mid_validation is False
-    new = make_schedule(100, None, 16, 2e-3, 64, None, 50, None, lr_multipliers={"P": 10}, mid_validation=True)
-    assert new.lr_multipliers["P"] == 10.0 and new.learning_rate_of("P") == pytest.approx(2e-2) and new.mid_validation
+def _flags(**given):
+    """The schedule group's values as a command receives them: None for every flag not given."""
+    return {**dict.fromkeys(SCHEDULE.options), **given}
+
+
+def test_make_schedule_takes_the_flags_given_over_the_schedule_file_over_the_defaults(tmp_path):
+    assert make_schedule(_flags()) == Schedule()
+    plain = make_schedule(_flags(steps=100, batch_size=16, learning_rate=2e-3, max_eval_examples=50, precision="fp32",
+                                 score_validation=False, warmup=0.1, weight_decay=0.01, target_length=32, eval_batch_size=8))
+    assert (plain.max_steps, plain.batch_size, plain.learning_rate, plain.max_eval_examples, plain.precision,
+            plain.score_validation, plain.warmup_ratio, plain.weight_decay, plain.max_target_length, plain.eval_batch_size) == \
+        (100, 16, 2e-3, 50, "fp32", False, 0.1, 0.01, 32, 8)
+    assert plain.lr_multipliers == Schedule().lr_multipliers and plain.mid_validation is False
+    rates = make_schedule(_flags(learning_rate=2e-3, lr_multipliers="P=10", mid_validation=True))
+    assert rates.lr_multipliers["P"] == 10.0 and rates.learning_rate_of("P") == pytest.approx(2e-2) and rates.mid_validation
+    file = tmp_path / "schedule.yaml"
+    file.write_text("max_steps: 50\nbatch_size: 8\nweight_decay: 0.1\n")
+    layered = make_schedule(_flags(schedule_file=file, batch_size=4))
+    assert (layered.max_steps, layered.batch_size, layered.weight_decay, layered.learning_rate) == (50, 4, 0.1, 1e-3)
+    file.write_text("max_step: 50\n")
+    with pytest.raises(PeftspaceError, match="unknown key.*'max_step' \\(did you mean 'max_steps'\\?\\)"):
+        make_schedule(_flags(schedule_file=file))
+    for text in ("- 1\n", "a: [\n"):
+        file.write_text(text)
+        with pytest.raises(PeftspaceError, match="--schedule"):
+            make_schedule(_flags(schedule_file=file))
+    with pytest.raises(PeftspaceError, match="no such file"):
+        make_schedule(_flags(schedule_file=tmp_path / "none.yaml"))
+    with pytest.raises(PeftspaceError, match="schedule"):
+        make_schedule(_flags(batch_size=0))
 
 
 def _run(strategy, task, rate, validation, test, status="ok"):

@@ -190,6 +190,6 @@ def test_schedules_stored_before_the_key_read_as_off():
     assert Schedule.from_dict({"max_steps": 5}) == Schedule(max_steps=5)  # not stored: today's defaults
     with pytest.raises(PeftspaceError, match="frozen_bottom='on' is not one of"):
         Schedule(frozen_bottom="on")
-    from peftspace.cli._common import make_schedule
+    from peftspace.cli.options import SCHEDULE, make_schedule
 
-    assert make_schedule(10, None, 8, 1e-3, 32, None, None, None, frozen_bottom="off").frozen_bottom == "off"
+    assert make_schedule({**dict.fromkeys(SCHEDULE.options), "frozen_bottom": "off"}).frozen_bottom == "off"

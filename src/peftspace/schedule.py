@@ -82,8 +82,32 @@ class Schedule:
         for flag in ("fast_dropout", "score_validation", "mid_validation"):
             if not isinstance(getattr(self, flag), bool):
                 problems.append(f"{flag}={getattr(self, flag)!r} must be true or false")
+        problems += self._number_problems()
         if problems:
             raise PeftspaceError("schedule: " + "; ".join(problems))
+
+    def _number_problems(self) -> list[str]:
+        def count(value, optional=False) -> bool:
+            return (optional and value is None) or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+
+        def number(value, low=0.0, *, above=True, optional=False, below=math.inf) -> bool:
+            if optional and value is None:
+                return True
+            return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                    and (value > low if above else value >= low) and value < below)
+
+        checks = [("max_steps", count(self.max_steps, optional=True), "a positive integer (or None: train for epochs)"),
+                  ("epochs", number(self.epochs), "a positive number"),
+                  *[(key, count(getattr(self, key)), "a positive integer")
+                    for key in ("batch_size", "eval_batch_size", "max_length", "max_target_length", "log_every")],
+                  *[(key, count(getattr(self, key), optional=True), "a positive integer or None (all)")
+                    for key in ("max_train_examples", "max_eval_examples")],
+                  ("learning_rate", number(self.learning_rate, above=False), "a number >= 0"),
+                  ("head_learning_rate", number(self.head_learning_rate, above=False, optional=True), "a number >= 0 or None"),
+                  ("warmup_ratio", number(self.warmup_ratio, above=False, below=1.0), "a fraction in [0, 1)"),
+                  ("weight_decay", number(self.weight_decay, above=False), "a number >= 0"),
+                  ("max_grad_norm", number(self.max_grad_norm), "a positive number")]
+        return [f"{key}={getattr(self, key)!r} must be {what}" for key, ok, what in checks if not ok]
 
     @classmethod
     def from_dict(cls, data: dict) -> "Schedule":

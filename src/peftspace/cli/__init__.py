@@ -12,21 +12,47 @@ from peftspace.design.errors import PeftspaceError
 __all__ = ["app", "console", "main", "plan_table", "print_plan"]
 
 
-def main() -> None:
+def _click_errors() -> tuple[type, ...]:
+    """Click's usage-error base class, as typer raises it (typer >= 0.2x vendors its own click)."""
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def _aborts() -> tuple[type, ...]:
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).Abort)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the command line (``args``: default ``sys.argv[1:]``). Our errors and usage errors end in one message and
+    exit status 2, never a traceback."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # load reports and deprecation chatter drown the tables
     try:
-        app(standalone_mode=False)
+        app(args=args, standalone_mode=False)
     except PeftspaceError as error:
         console.print(f"[red]error:[/red] {error}", soft_wrap=True)  # one line, for logs and greps
         raise SystemExit(2) from None
     except typer.Exit as done:
         raise SystemExit(done.exit_code) from None
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            raise SystemExit(error.exit_code) from None
-        raise
+    except _click_errors() as error:  # a misspelled option, a missing argument, a bad value: click's usage message
+        error.show()
+        raise SystemExit(error.exit_code) from None
+    except (KeyboardInterrupt, *_aborts()):
+        console.print("[yellow]interrupted[/yellow]: finished trials are stored; run the same command to resume")
+        raise SystemExit(130) from None

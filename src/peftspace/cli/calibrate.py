@@ -7,19 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from peftspace.cli._common import (
-    BUCKET_WINDOW,
-    BUDGET,
-    DATA_DIR,
-    FAST_DROPOUT,
-    FROZEN_BOTTOM,
-    HEAD_LEARNING_RATE,
-    MODEL,
-    PRECISION,
-    app,
-    console,
-    make_schedule,
-)
+from peftspace.cli._common import BUDGET, DATA_DIR, MODEL, app, console, tasks_option
+from peftspace.cli.options import SCHEDULE, make_schedule, with_options
 from peftspace.design.errors import PeftspaceError
 
 
@@ -41,19 +30,14 @@ def parse_rates(value: str) -> list[float]:
 
 
 @app.command()
-def calibrate(model: str = MODEL,
-              tasks: str = typer.Option("sst2,stsb", "--tasks", help="Comma-separated task names."),
-              data_dir: Path = DATA_DIR,
+@with_options(SCHEDULE)
+def calibrate(model: str = MODEL, tasks: str = tasks_option("sst2,stsb"), data_dir: Path = DATA_DIR,
               rates: str = typer.Option("3e-4,1e-3,3e-3,1e-2,3e-2", "--rates", help="Comma-separated learning rates to try."),
               strategies: str = typer.Option("A,P,B,L", "--strategies", help="Strategies to calibrate (each trains its preset)."),
-              seed: int = 0, steps: int = 300, batch_size: int = 32,
-              learning_rate: float = typer.Option(1e-3, help="The base rate: multipliers are relative to it; "
-                                                             "the head trains at it unless --head-learning-rate."),
-              max_length: int = 128, max_train_examples: int = None, max_eval_examples: int = None, budget: float = BUDGET,
-              precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
-              fast_dropout: bool = FAST_DROPOUT, head_learning_rate: float = HEAD_LEARNING_RATE,
+              seed: int = 0, budget: float = BUDGET,
               out: Path = typer.Option(None, "--out", help="Directory for the runs (resumable) and calibration.json "
-                                                           "(default runs/calibrate-MODEL-TASKS).")) -> None:
+                                                           "(default runs/calibrate-MODEL-TASKS)."),
+              training: dict = None) -> None:
     """Train each strategy's preset on each task at each rate; choose each strategy's rate by mean validation score."""
     from transformers.utils import logging as hf_logging
 
@@ -63,8 +47,10 @@ def calibrate(model: str = MODEL,
     hf_logging.disable_progress_bar()
     letters = [c for c in strategies if c not in ", "]  # A,P,B,L or APBL
     grid = parse_rates(rates)
-    schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window, frozen_bottom, fast_dropout, head_learning_rate=head_learning_rate)
+    if training["lr_multipliers"] is not None:
+        raise PeftspaceError("calibrate chooses each strategy's rate from --rates: drop --lr-multipliers")
+    schedule = make_schedule(training)
+    learning_rate = schedule.learning_rate
     out = out or Path("runs") / f"calibrate-{Path(model).name}-{tasks.replace(',', '+')}"
     result = run_calibration(model, tasks.split(","), schedule, rates=grid, strategies=letters, seed=seed, budget=budget,
                              data_dir=data_dir, out=out, progress=lambda key: console.print(f"run {key}"))

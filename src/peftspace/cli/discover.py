@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from peftspace.cli._common import (BUCKET_WINDOW, DATA_DIR, DEVICE, FAST_DROPOUT, FROZEN_BOTTOM, HEAD_LEARNING_RATE, LR_MULTIPLIERS,
-                                   MODEL, PRECISION, SCORE_VALIDATION, STORAGE, WORKERS, app, console, make_schedule,
-                                   parse_lr_multipliers, parse_workers, quiet_optuna)
+from peftspace.cli._common import MODEL, app, console, parse_workers, quiet_optuna, tasks_option
+from peftspace.cli.options import RUN, SCHEDULE, SPACE, apply_space_options, make_schedule, with_options
 
 
 @app.command()
-def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help="Comma-separated task names."),
+@with_options(SPACE, RUN, SCHEDULE)
+def discover(model: str = MODEL, tasks: str = tasks_option(),
              protocol: str = typer.Option("racing", "--protocol", help="racing (paired blocks, error-controlled "
                                                                       "eliminations) | paper (fixed N per option, unpaired)."),
              samples_per_space: int = typer.Option(100, "--samples-per-space", help="paper: designs trained per option."),
@@ -34,33 +34,23 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
              max_trials: int = typer.Option(None, "--max-trials", help="racing: a cap on the discovery's trials."),
              wait: bool = typer.Option(True, "--wait/--no-wait", help="With --workers 0: wait for workers elsewhere "
                                                                     "and make each look as their blocks finish."),
-             lora_scaling: str = typer.Option(None, "--lora-scaling", help="LoRA scaling in the start space: rslora "
-                                                                          "(racing default) | standard (paper default)."),
-             mid_validation: bool = typer.Option(None, "--mid-validation/--no-mid-validation",
-                                                 help="Score validation at each trial's midpoint (racing default: on)."),
              fidelity_check: int = typer.Option(0, "--fidelity-check", help="Re-train K designs 3x longer at the end and "
                                                                            "report the rank correlation (0: off)."),
-             lr_multipliers: str = LR_MULTIPLIERS, head_learning_rate: float = HEAD_LEARNING_RATE,
              name: str = typer.Option(None, "--name", help="Discovery name (default discover-MODEL-TASKS)."),
-             storage: str = STORAGE, out: Path = typer.Option(None, "--out", help="Where decisions.json and the design go."),
-             workers: str = WORKERS, device: str = DEVICE, seed: int = 0,
-             data_dir: Path = DATA_DIR, steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3,
-             max_length: int = 128, max_train_examples: int = None, max_eval_examples: int = None,
-             threads: int = typer.Option(None, help="Torch threads per worker (default: CPU count / workers)."),
+             out: Path = typer.Option(None, "--out", help="Where decisions.json and the design go."),
              confidence: float = typer.Option(0.95, help="paper: confidence of the verdicts' bootstrap intervals."),
-             precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
-             fast_dropout: bool = FAST_DROPOUT, score_validation: bool = SCORE_VALIDATION) -> None:
+             space_options: dict = None, run: dict = None, training: dict = None) -> None:
     """Run S0 -> S4: per stage, race the options on paired blocks (or sweep each option's subspace), keep the winner."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from peftspace.design.space import ALL_SUBSETS
     from peftspace.discover import run_discovery
+    from peftspace.sweep.sweep import resolve_space
 
     quiet_optuna()
-    schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window, frozen_bottom, fast_dropout, score_validation,
-                             lr_multipliers=parse_lr_multipliers(lr_multipliers, learning_rate),
-                             head_learning_rate=head_learning_rate)
+    schedule = make_schedule(training)
+    lora_scaling = space_options.pop("lora_scaling")  # None: the protocol's default (racing: rslora)
+    space = apply_space_options(resolve_space(start), space_options, model)
     plan = {"alpha": alpha, "delta": delta, "max_blocks": max_blocks, "first_look": first_look, "look_every": look_every}
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
@@ -74,13 +64,14 @@ def discover(model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help=
                 text += f" | alive {', '.join(state.survivors)}" + (f"; {_intervals(state)}" if state.looks else "")
             bar.update(jobs[stage], completed=counts["complete"] + counts["failed"], total=counts["total"], counts=text)
 
-        log = run_discovery(model, tasks, samples_per_space, start=start, stages=stages.split(","),
-                            candidates=tuple(candidates.split(",")) if candidates else ALL_SUBSETS, name=name, storage=storage,
-                            out_dir=out, seed=seed, schedule=schedule, data_dir=data_dir, workers=parse_workers(workers),
-                            threads=threads, device=device,
+        log = run_discovery(model, tasks, samples_per_space, start=space, stages=stages.split(","),
+                            candidates=tuple(candidates.split(",")) if candidates else ALL_SUBSETS, name=name,
+                            storage=run["storage"], out_dir=out, seed=run["seed"], schedule=schedule, data_dir=run["data_dir"],
+                            workers=parse_workers(run["workers"]), threads=run["threads"], device=run["device"],
                             confidence=confidence, progress=show, protocol=protocol, plan=plan, replicates=replicates,
-                            pool_size=pool_size, narrow=narrow, final_blocks=final_blocks, max_trials=max_trials, wait=wait, lora_scaling=lora_scaling,
-                            mid_validation=mid_validation, fidelity_check=fidelity_check)
+                            pool_size=pool_size, narrow=narrow, final_blocks=final_blocks, max_trials=max_trials, wait=wait,
+                            lora_scaling=lora_scaling, mid_validation=training["mid_validation"],
+                            fidelity_check=fidelity_check)
     print_decisions(log)
 
 

@@ -6,26 +6,8 @@ from pathlib import Path
 
 import typer
 
-from peftspace.cli._common import (
-    BUCKET_WINDOW,
-    DATA_DIR,
-    DEVICE,
-    FAST_DROPOUT,
-    FROZEN_BOTTOM,
-    LR_MULTIPLIERS,
-    MID_VALIDATION,
-    MODEL,
-    PRECISION,
-    SCORE_VALIDATION,
-    STORAGE,
-    WORKERS,
-    app,
-    console,
-    make_schedule,
-    parse_lr_multipliers,
-    parse_workers,
-    quiet_optuna,
-)
+from peftspace.cli._common import DATA_DIR, DEVICE, MODEL, STORAGE, app, console, parse_workers, quiet_optuna, tasks_option
+from peftspace.cli.options import RUN, SCHEDULE, SPACE, apply_space_options, make_schedule, with_options
 
 
 MAX_FAILURES = typer.Option(5, "--max-consecutive-failures",
@@ -51,32 +33,26 @@ def _print_sweep(status: dict) -> None:
 
 
 @app.command()
+@with_options(SPACE, RUN, SCHEDULE)
 def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4, or a space file (.yaml/.json)."),
-          model: str = MODEL, tasks: str = typer.Option(..., "--tasks", help="Comma-separated task names."),
+          model: str = MODEL, tasks: str = tasks_option(),
           samples: int = typer.Option(100, help="Designs drawn from the space."),
-          workers: str = WORKERS, device: str = DEVICE,
-          storage: str = STORAGE, study: str = typer.Option(None, "--study", help="Study name (default SPACE-MODEL-TASKS)."),
-          seed: int = 0, data_dir: Path = DATA_DIR, steps: int = 300, batch_size: int = 32, learning_rate: float = 1e-3,
-          max_length: int = 128, max_train_examples: int = None, max_eval_examples: int = None,
-          threads: int = typer.Option(None, help="Torch threads per worker (default: CPU count / workers)."),
+          study: str = typer.Option(None, "--study", help="Study name (default SPACE-MODEL-TASKS)."),
           heartbeat_interval: int = typer.Option(60, help="Seconds between a running trial's heartbeats."),
           grace_period: int = typer.Option(None, help="Silence after which a trial's worker is dead (default 2 x interval)."),
           max_retry: int = typer.Option(3, help="Re-queues of a design whose worker died."),
           retry_failed: bool = typer.Option(False, "--retry-failed", help="First re-queue designs that diverged or raised."),
-          precision: str = PRECISION, bucket_window: int = BUCKET_WINDOW, frozen_bottom: str = FROZEN_BOTTOM,
-          fast_dropout: bool = FAST_DROPOUT, score_validation: bool = SCORE_VALIDATION,
-          max_consecutive_failures: int = MAX_FAILURES, lr_multipliers: str = LR_MULTIPLIERS,
-          mid_validation: bool = MID_VALIDATION) -> None:
+          max_consecutive_failures: int = MAX_FAILURES, space_options: dict = None, run: dict = None,
+          training: dict = None) -> None:
     """Sample designs from a space, queue them in an Optuna study, train them with local workers (resumable)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from peftspace.sweep import Heartbeat, run_sweep
+    from peftspace.sweep.sweep import resolve_space
 
     quiet_optuna()
-    schedule = make_schedule(steps, None, batch_size, learning_rate, max_length, max_train_examples, max_eval_examples, None,
-                             precision, bucket_window, frozen_bottom, fast_dropout,
-                             score_validation,
-                             lr_multipliers=parse_lr_multipliers(lr_multipliers, learning_rate), mid_validation=mid_validation)
+    schedule = make_schedule(training)
+    chosen = apply_space_options(resolve_space(space), space_options, model)
     columns = (TextColumn("sweep"), BarColumn(), TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         job = bar.add_task("sweep", total=samples, counts="")
@@ -85,8 +61,8 @@ def sweep(space: str = typer.Option(..., "--space", help="Built-in space S0..S4,
             bar.update(job, completed=counts["complete"] + counts["failed"], total=counts["total"],
                        counts=", ".join(f"{counts[s]} {s}" for s in ("complete", "failed", "running", "waiting")))
 
-        status = run_sweep(space, model, tasks, samples, seed, parse_workers(workers), storage, study, schedule, data_dir, show,
-                           threads=threads, device=device,
+        status = run_sweep(chosen, model, tasks, samples, run["seed"], parse_workers(run["workers"]), run["storage"], study,
+                           schedule, run["data_dir"], show, threads=run["threads"], device=run["device"],
                            heartbeat=Heartbeat(heartbeat_interval, grace_period, max_retry), retry_failed=retry_failed,
                            max_consecutive_failures=_failure_limit(max_consecutive_failures))
     _print_sweep(status)
@@ -137,30 +113,50 @@ def worker(storage: str = typer.Option(..., "--storage", help="The sweep's Optun
         _print_sweep(sweep_status(storage, name))
 
 
+STORE = typer.Argument(None, help="The Optuna storage URL or .db file (or --storage).", show_default=False)
+
+
+def _store(positional: str | None, storage: str | None) -> str:
+    """The store given as the argument or as --storage (the same way for status and report): its URL, checked."""
+    from peftspace.design.errors import PeftspaceError
+    from peftspace.report.collect import store_url
+
+    if positional and storage and positional != storage:
+        raise PeftspaceError(f"two stores given: {positional!r} and --storage {storage!r}; give one")
+    if not (positional or storage):
+        raise PeftspaceError("give the store: a .db file or a storage URL, as the argument or --storage")
+    return store_url(positional or storage)
+
+
 @app.command()
-def status(storage: str = typer.Option(..., "--storage", help="The sweep's Optuna storage URL."),
-           study: str = typer.Option(..., "--study", help="The sweep's study name."),
+def status(store: str = STORE, storage: str = STORAGE,
+           study: str = typer.Option(None, "--study", help="Sweeps (comma-separated or a pattern such as 'NAME/S1/*'); "
+                                                           "default: the store's only sweep or discovery."),
            as_json: bool = typer.Option(False, "--json", help="Print the full status as JSON.")) -> None:
-    """Show where a sweep stands: designs per state, the best design, failures and their reasons."""
+    """Show where sweeps stand: designs per state, the best design, failures and their reasons."""
     import json
 
     from peftspace.sweep import sweep_status
+    from peftspace.sweep.store import default_sweeps, matching_sweeps
 
     quiet_optuna()
-    result = sweep_status(storage, study)
+    url = _store(store, storage)
+    results = [sweep_status(url, name) for name in (matching_sweeps(url, study) if study else default_sweeps(url))]
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     else:
-        _print_sweep(result)
+        for result in results:
+            _print_sweep(result)
 
 
 @app.command()
-def report(store: str = typer.Argument(..., help="The Optuna storage URL (or .db file) of sweeps or discoveries."),
+def report(store: str = STORE, storage: str = STORAGE,
            out: Path = typer.Option(Path("report"), "--out", help="Directory for index.html and its PNG plots."),
-           study: str = typer.Option(None, "--study", help="Only these studies or discoveries (comma-separated).")) -> None:
+           study: str = typer.Option(None, "--study", help="Only these studies or discoveries (comma-separated; default: "
+                                                           "all in the store).")) -> None:
     """Write an HTML report: EDF curves per subspace and stage, the decision table, the best designs with their plans."""
     from peftspace.report import write_report
 
     quiet_optuna()
-    page = write_report(store, out, studies=study.split(",") if study else None)
+    page = write_report(_store(store, storage), out, studies=study.split(",") if study else None)
     console.print(f"report written to {page}")
