@@ -106,3 +106,24 @@ def test_a_worker_with_another_data_dir_joins_when_the_files_match_and_is_refuse
     code, printed = run_cli("worker", "--storage", url, "--study", "mine", "--data-dir", str(same), "--threads", "1")
     assert code == 0 and "this worker ran 2 trial(s)" in printed, printed
     assert sweep_status(url, "mine")["designs"]["complete"] == 2
+
+
+def test_train_and_evaluate_a_task_file_and_a_csv_with_its_test_file(user_tasks, tmp_path, run_cli, one_thread):
+    run = tmp_path / "run"
+    code, printed = run_cli("train", "--task", str(user_tasks / "nli.yaml"), "--out", str(run), *TINY)
+    assert code == 0, printed
+    recorded = json.loads((run / "metrics.json").read_text())
+    assert recorded["task"] == "nli3" and recorded["splits"]["test"] == 48
+    code, printed = run_cli("evaluate", str(run), "--split", "test")
+    assert code == 0 and "differs" not in printed, printed
+    with (user_tasks / "nli_test.csv").open("a") as f:
+        f.write("a premise,a hypothesis,neutral\n")
+    code, printed = run_cli("evaluate", str(run))
+    assert code == 2 and "differs from the test file" in printed, printed
+    csv_run = tmp_path / "csv-run"
+    code, printed = run_cli("train", "--task", str(user_tasks / "pairs_train.jsonl"), "--text-columns", "first,second",
+                            "--label-column", "gold", "--test-file", str(user_tasks / "pairs_test.jsonl"), "--out",
+                            str(csv_run), *TINY)
+    assert code == 0, printed
+    assert json.loads((csv_run / "metrics.json").read_text())["splits"]["test"] == 40
+    assert run_cli("evaluate", str(csv_run))[0] == 0
