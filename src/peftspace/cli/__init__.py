@@ -12,26 +12,14 @@ from peftspace.design.errors import PeftspaceError
 __all__ = ["app", "console", "main", "plan_table", "print_plan"]
 
 
-def _click_errors() -> tuple[type, ...]:
-    """Click's usage-error base class, as typer raises it (typer >= 0.2x vendors its own click)."""
+def _click_classes(name: str) -> tuple[type, ...]:
+    """Click's exception class ``name`` as typer raises it (typer >= 0.2x vendors its own click), and click's own."""
     import importlib
 
     found = []
     for module in ("typer._click.exceptions", "click.exceptions"):
         try:
-            found.append(importlib.import_module(module).ClickException)
-        except (ImportError, AttributeError):
-            pass
-    return tuple(found)
-
-
-def _aborts() -> tuple[type, ...]:
-    import importlib
-
-    found = []
-    for module in ("typer._click.exceptions", "click.exceptions"):
-        try:
-            found.append(importlib.import_module(module).Abort)
+            found.append(getattr(importlib.import_module(module), name))
         except (ImportError, AttributeError):
             pass
     return tuple(found)
@@ -50,9 +38,9 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     except typer.Exit as done:
         raise SystemExit(done.exit_code) from None
-    except _click_errors() as error:  # a misspelled option, a missing argument, a bad value: click's usage message
+    except _click_classes("ClickException") as error:  # a misspelled option, a missing argument, a bad value: click's usage message
         error.show()
         raise SystemExit(error.exit_code) from None
-    except (KeyboardInterrupt, *_aborts()):
+    except (KeyboardInterrupt, *_click_classes("Abort")):
         console.print("[yellow]interrupted[/yellow]: finished trials are stored; run the same command to resume")
         raise SystemExit(130) from None
