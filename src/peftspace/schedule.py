@@ -90,11 +90,11 @@ class Schedule:
         def count(value, optional=False) -> bool:
             return (optional and value is None) or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
 
-        def number(value, low=0.0, *, above=True, optional=False, below=math.inf) -> bool:
+        def number(value, low=0.0, *, above=True, optional=False, below=math.inf, finite=True) -> bool:
             if optional and value is None:
                 return True
-            return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                    and (value > low if above else value >= low) and value < below)
+            return (isinstance(value, (int, float)) and not isinstance(value, bool) and (math.isfinite(value) or not finite)
+                    and (value > low if above else value >= low) and (value < below or not finite))
 
         checks = [("max_steps", count(self.max_steps, optional=True), "a positive integer (or None: train for epochs)"),
                   ("epochs", number(self.epochs), "a positive number"),
@@ -102,8 +102,10 @@ class Schedule:
                     for key in ("batch_size", "eval_batch_size", "max_length", "max_target_length", "log_every")],
                   *[(key, count(getattr(self, key), optional=True), "a positive integer or None (all)")
                     for key in ("max_train_examples", "max_eval_examples")],
-                  ("learning_rate", number(self.learning_rate, above=False), "a number >= 0"),
-                  ("head_learning_rate", number(self.head_learning_rate, above=False, optional=True), "a number >= 0 or None"),
+                  # an infinite rate is allowed: the trial then diverges and is recorded as failed, with its reason
+                  ("learning_rate", number(self.learning_rate, above=False, finite=False), "a number >= 0"),
+                  ("head_learning_rate", number(self.head_learning_rate, above=False, optional=True, finite=False),
+                   "a number >= 0 or None"),
                   ("warmup_ratio", number(self.warmup_ratio, above=False, below=1.0), "a fraction in [0, 1)"),
                   ("weight_decay", number(self.weight_decay, above=False), "a number >= 0"),
                   ("max_grad_norm", number(self.max_grad_norm), "a positive number")]

@@ -119,7 +119,7 @@ def test_the_worker_and_status_commands(queued, data_dir, monkeypatch, capsys, o
     outputs = []
     for args in (["worker", "--storage", url, "--study", "cli", "--data-dir", str(data_dir), "--threads", "1"],
                  ["status", "--storage", url, "--study", "cli", "--json"],
-                 ["status", "--storage", url, "--study", "nosuch"]):
+                 ["status", "--storage", url, "--study", "nosuch"], ["status", url.removeprefix("sqlite:///")]):
         monkeypatch.setattr(sys, "argv", ["peftspace", *args])
         try:
             cli.main()
@@ -127,7 +127,8 @@ def test_the_worker_and_status_commands(queued, data_dir, monkeypatch, capsys, o
         except SystemExit as done:
             code = done.code
         outputs.append((code, capsys.readouterr().out))
-    (code, out), (_, as_json), (missing, says) = outputs
+    (code, out), (_, as_json), (missing, says), (_, only) = outputs
     assert code == 0 and "this worker ran 2 trial(s)" in out and "trial 0 design 0: error" in out
     assert json.loads(as_json)["designs"]["complete"] == 2
-    assert missing == 2 and "there is no study 'nosuch'" in says and "['cli']" in says
+    assert missing == 2 and "no sweep 'nosuch'" in says and "sweeps there: ['cli']" in says
+    assert only.startswith("study cli in ") and "2 complete" in only  # the store's only sweep, from the .db path

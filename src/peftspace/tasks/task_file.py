@@ -103,7 +103,9 @@ class TaskFile:
                 continue
             candidates = []
             if data_dir is not None:
-                candidates += [Path(data_dir) / written, Path(data_dir) / Path(written).name]
+                if not Path(written).is_absolute():  # joined to an absolute path, data_dir would be ignored
+                    candidates.append(Path(data_dir) / written)
+                candidates.append(Path(data_dir) / Path(written).name)
             if locations and locations.get(role):
                 candidates.append(Path(locations[role]))
             found = next((c for c in candidates if c.is_file()), None)
