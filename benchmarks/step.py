@@ -1,15 +1,29 @@
-"""Step benchmark (issue 6): ms per training step of peftspace designs on MiniLM, side by side.
+"""Step benchmark (issues 6, 12): ms per training step of peftspace designs on MiniLM, side by side, like for like.
 
-Rows: the forward alone, the fp32 frozen-backbone floor (forward + activation backward through
-every layer, no weight gradients), full fine-tuning, HF peft LoRA with the ranks and targets that
-peftspace's ``lora`` preset gets at 0.5%, and peftspace's single-strategy presets plus the mixed
-S4-style design, the last two in fp32 and under bf16 autocast (fp32 master weights).
+Rows: the forward alone, full fine-tuning, the frozen-backbone floor (forward + activation backward
+through every layer, no weight gradients), HF peft LoRA with the ranks and targets that peftspace's
+``lora`` preset gets at 0.5%, and peftspace's single-strategy presets plus the mixed S4-style design.
+The floor, peft LoRA and our designs each run in fp32 and under bf16 autocast (fp32 master weights;
+our default precision on a bf16-capable CPU), each with torch's ``nn.Dropout`` and with our
+``FastDropout`` (masks four per random number, ``peftspace.dropout``): ``Schedule.fast_dropout``
+true or false. A row's name is its base, `` bf16`` under autocast, and `` fast-dropout`` or
+`` torch-dropout`` where it runs the other dropout than its owner does by default (torch's for the
+floor, full fine-tuning and peft; ours for our designs): ``frozen floor bf16 fast-dropout``,
+``lora bf16 torch-dropout``. Each row's ratios are to the floor with the same precision and dropout
+(``/ floor``) and to peft's bf16 LoRA step with the same dropout (``/ peft bf16 LoRA``).
 
 A step is what peftspace's trial loop does per batch: forward, loss, backward, AdamW step,
 zero_grad. Every row runs in its own fresh subprocess (``--row NAME``) so its peak RSS is its own;
 the parent runs all rows in one invocation (``--rounds`` > 1 interleaves them) and prints ratios.
+Batches are the same for every row: by default a fixed set of real SST-2 sentences padded to 64
+tokens; ``--lengths real`` draws them as our trainer does (SST-2 train, seed 0, length-bucketed in
+windows of ``Schedule.bucket_window`` batches, each padded to its longest sentence, truncated at
+``--max-length``, 128 by default there).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/step.py --steps 10 [--threads N] [--json out.json]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/step.py --steps 10 --rounds 2 [--threads N] [--json out.json]
+    ... --lengths real --batches 8 --steps 16 --rounds 2   # real SST-2 lengths as the trainer draws them (steps: a multiple of batches)
+    ... --dropout fast --precision bf16       # only the rows of one dropout kind / precision
+    ... --steps 2 --warmup 1 --only "frozen floor bf16 fast-dropout" "peft LoRA bf16 fast-dropout" "lora bf16"  # a quick check
     ... --device cuda                         # on the GPU (bf16 rows under CUDA autocast; peak = GPU memory)
     ... --model t5-base-random --device cuda  # a randomly initialized T5-base (220M): our strategies and the floor
 
@@ -29,20 +43,61 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 OURS = ["adapter", "prefix", "bitfit", "lora", "s4-t5-base-recalled"]
-ROWS = (["forward only", "frozen floor", "full fine-tuning", "peft LoRA", "peft LoRA bf16"]
-        + [f"{design}{suffix}" for design in OURS for suffix in ("", " bf16")])
-FLOOR, PEFT = "frozen floor", "peft LoRA"
+SINGLE_STRATEGY = OURS[:4]
+FORWARD, FULL, FLOOR, PEFT = "forward only", "full fine-tuning", "frozen floor", "peft LoRA"
 MODELS = ("minilm", "t5-base-random")
 T5_BASE = dict(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_decoder_layers=12, num_heads=12,
                decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
 
 
+class Row(NamedTuple):
+    """What a row trains (``base``: one of FORWARD, FULL, FLOOR, PEFT or a design), and how."""
+
+    base: str
+    bf16: bool  # forward and loss under bf16 autocast
+    fast_dropout: bool  # peftspace's FastDropout (and fast attention dropout) instead of torch's
+
+    @property
+    def name(self) -> str:
+        # The dropout is named where it is not the one its owner runs by default: torch's for the
+        # reference rows (what a peft user runs), ours for our designs (what the trial loop runs).
+        default_fast = self.base in OURS
+        tag = "" if self.fast_dropout == default_fast else " fast-dropout" if self.fast_dropout else " torch-dropout"
+        return self.base + (" bf16" if self.bf16 else "") + tag
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+    @property
+    def dropout(self) -> str:
+        return "fast" if self.fast_dropout else "torch"
+
+
+# The forward and full fine-tuning as context (fp32, torch dropout); then, for each dropout kind,
+# the floor, peft and ours in fp32 and bf16, so each block of the table is like for like.
+VARIANTS = {row.name: row for row in [Row(FORWARD, False, False), Row(FULL, False, False)]
+            + [Row(base, bf16, fast) for fast in (False, True) for base in [FLOOR, PEFT, *OURS] for bf16 in (False, True)]}
+ROWS = list(VARIANTS)
+
+
+def floor_of(row: Row) -> str:
+    """The floor a row is compared with: the same precision and dropout."""
+    return Row(FLOOR, row.bf16, row.fast_dropout).name
+
+
+def peft_of(row: Row) -> str:
+    """The peft step a row is compared with: peft's bf16 LoRA with the same dropout."""
+    return Row(PEFT, True, row.fast_dropout).name
+
+
 def rows_of(model: str) -> list[str]:
     """The rows a model has: every row for MiniLM; T5 has no peft rows (the peft baseline is MiniLM's)."""
-    return ROWS if model == "minilm" else [r for r in ROWS if not r.startswith(PEFT)]
+    return ROWS if model == "minilm" else [name for name, row in VARIANTS.items() if row.base != PEFT]
 
 
 def machine(threads: int, device: str = "cpu") -> dict:
@@ -62,7 +117,7 @@ def rss_mib() -> float:
 
 
 def batches(args) -> list[dict]:
-    """A fixed set of real SST-2 batches, every one exactly max_length tokens, the same for all rows."""
+    """The batches every row steps through, in order: fixed-length (``--lengths fixed``) or as the trainer draws them."""
     import numpy as np
     import torch
 
@@ -77,15 +132,43 @@ def batches(args) -> list[dict]:
                  "labels": torch.randint(2, T5_BASE["vocab_size"], (args.batch_size, 4), generator=generator)}
                 for _ in range(args.batches)]
 
+    tokenizer = load_tokenizer("minilm")
+    if getattr(args, "lengths", "fixed") == "real":
+        return trainer_batches(args, tokenizer, load_task("sst2", DATA_DIR, seed=0).train)
+    # A fixed set of real SST-2 sentences, every batch padded (or truncated) to exactly max_length tokens.
     train = load_task("sst2", DATA_DIR).train
     pick = np.random.default_rng(0).choice(len(train), args.batch_size * args.batches, replace=False)
-    tokenizer = load_tokenizer("minilm")
     out = []
     for chunk in np.split(pick, args.batches):
         examples = [train[i] for i in chunk]
         encoded = tokenizer([e.texts[0] for e in examples], padding="max_length", truncation=True,
                             max_length=args.max_length, return_tensors="pt")
         out.append({**encoded, "labels": torch.tensor([e.label for e in examples])})
+    return out
+
+
+def trainer_batches(args, tokenizer, train) -> list[dict]:
+    """The first ``args.batches`` batches a trial with seed 0 trains on: ``batch_stream`` with the default
+    ``bucket_window``, each sentence truncated at max_length and each batch padded to its longest, as
+    the head format encodes and collates them."""
+    import torch
+
+    from peftspace.batching import batch_stream
+    from peftspace.schedule import Schedule
+
+    encoded: dict[int, dict] = {}
+
+    def lengths(chunk: list[int]) -> list[int]:  # encodes only the windows the stream reaches
+        texts = tokenizer([train[i].texts[0] for i in chunk], truncation=True, max_length=args.max_length)
+        encoded.update({i: {k: v[j] for k, v in texts.items()} for j, i in enumerate(chunk)})
+        return [len(encoded[i]["input_ids"]) for i in chunk]
+
+    stream = batch_stream(len(train), args.batch_size, Schedule().bucket_window, torch.Generator().manual_seed(0), lengths)
+    out = []
+    for _ in range(args.batches):
+        picked = next(stream)
+        inputs = tokenizer.pad([encoded[i] for i in picked], return_tensors="pt")
+        out.append({**inputs, "labels": torch.tensor([train[i].label for i in picked])})
     return out
 
 
@@ -98,15 +181,15 @@ def build(row: str, name: str = "minilm"):
     from peftspace.dropout import use_fast_dropout
     from peftspace.models import load_backbone
 
+    spec = VARIANTS[row]
     torch.manual_seed(0)  # a benchmark subprocess of its own: global seeding harms nobody here
     if name == "t5-base-random":
         model = T5ForConditionalGeneration(T5Config(**T5_BASE))
     else:
         model = load_backbone("minilm", AutoModelForSequenceClassification, num_labels=2)
-    design = row.removesuffix(" bf16")
-    if row in ("forward only", FLOOR):
+    if spec.base in (FORWARD, FLOOR):
         model.requires_grad_(False)
-        if row == FLOOR:
+        if spec.base == FLOOR:
             # Nothing upstream requires grad, so autograd would skip the backward altogether; making
             # the embeddings' output require it runs the activation backward through every layer.
             # (T5: every embedding, the encoder's and the decoder's token lookups).
@@ -114,10 +197,14 @@ def build(row: str, name: str = "minilm"):
                 [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
             for entry in entries:
                 entry.register_forward_hook(lambda m, i, out: out.requires_grad_(True))
-    elif design == PEFT:
+    elif spec.base == PEFT:
         from peft import LoraConfig, TaskType, get_peft_model
 
-        # The same per-layer ranks, targets and alpha that peftspace's `lora` preset gets at 0.5%.
+        if spec.fast_dropout:
+            # On the plain model: the family map finds its blocks and attentions (not through PeftModel's
+            # wrapper); peft's own LoRA dropout stays torch's, and is Identity at the preset's lora_dropout 0.
+            use_fast_dropout(model)
+        # The same per-layer ranks, targets, alpha and LoRA dropout that peftspace's `lora` preset gets at 0.5%.
         plan = peftspace.plan(model.config, "lora")
         ranks = [layer.sizes["L"] for layer in plan.layers]
         names = {"q": "query", "v": "value"}
@@ -126,14 +213,16 @@ def build(row: str, name: str = "minilm"):
         pattern = {f"layer.{layer.index}.attention.self.{t}": layer.sizes["L"]
                    for layer in plan.layers for t in targets if layer.sizes["L"] != default}
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=default, rank_pattern=pattern,
-                                                 lora_alpha=plan.options.lora_alpha, target_modules=targets))
-    elif design != "full fine-tuning":
-        peftspace.apply(model, design)
-        use_fast_dropout(model)  # as the trial loop does
+                                                 lora_alpha=plan.options.lora_alpha, lora_dropout=plan.options.lora_dropout,
+                                                 target_modules=targets))
+    elif spec.base != FULL:
+        peftspace.apply(model, spec.base)
         backbone = {id(p) for p in model.base_model.parameters()}
         for p in model.parameters():  # the task head trains too, as in the trial loop (and peft's SEQ_CLS)
             if id(p) not in backbone:
                 p.requires_grad_(True)
+    if spec.fast_dropout and spec.base != PEFT:
+        use_fast_dropout(model)  # after apply, as the trial loop does (prefix tuning's attention is swapped too)
     model.train()  # dropout on in every row, as when training
     return model, [p for p in model.parameters() if p.requires_grad]
 
@@ -149,30 +238,34 @@ def run_row(row: str, args) -> dict:
     model.to(args.device)
     rss_loaded = torch.cuda.memory_allocated() / 2**20 if cuda else rss_mib()
     optimizer = torch.optim.AdamW(params, lr=1e-3) if params else None
-    dtype = torch.bfloat16 if row.endswith(" bf16") else None
+    bf16, forward_only = VARIANTS[row].bf16, VARIANTS[row].base == FORWARD
 
     def step(batch):
-        with torch.autocast(args.device, dtype=torch.bfloat16, enabled=dtype is not None), \
-                torch.set_grad_enabled(row != "forward only"):
+        with torch.autocast(args.device, dtype=torch.bfloat16, enabled=bf16), torch.set_grad_enabled(not forward_only):
             loss = model(**batch).loss  # only forward + loss under autocast; backward follows its dtypes
-        if row == "forward only":
+        if forward_only:
             return
         loss.backward()
         if optimizer is not None:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-    times = []
-    for i in range(args.warmup + args.steps):
+    # A batch shape's first step pays one-time set-up (oneDNN primitives: seconds for a 4-token batch),
+    # so with real lengths the warm-up passes over every distinct batch once before timing.
+    warmup = max(args.warmup, len(data)) if getattr(args, "lengths", "fixed") == "real" else args.warmup
+    times, widths = [], []
+    for i in range(warmup + args.steps):
+        batch = data[i % len(data)]
         start = time.perf_counter()
-        step(data[i % len(data)])
+        step(batch)
         if cuda:
             torch.cuda.synchronize()  # the step's kernels, not just their launches
-        if i >= args.warmup:
+        if i >= warmup:
             times.append((time.perf_counter() - start) * 1000)
+            widths.append(batch["input_ids"].shape[1])
     # the device's peak (GPU memory), or the process's peak RSS (KiB on Linux)
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"row": row, "times_ms": times, "trainable": sum(p.numel() for p in params),
+    return {"row": row, "times_ms": times, "padded_lengths": widths, "trainable": sum(p.numel() for p in params),
             "rss_loaded_mib": rss_loaded, "peak_rss_mib": peak}
 
 
@@ -181,9 +274,21 @@ def median_iqr(times: list[float]) -> tuple[float, float]:
     return statistics.median(times), q3 - q1
 
 
+def selected(args) -> list[str]:
+    """The rows this run times: the model's, narrowed by --only, --dropout and --precision."""
+    def wanted(name: str) -> bool:
+        row = VARIANTS[name]
+        return ((not args.only or name in args.only) and args.dropout in ("both", row.dropout)
+                and args.precision in ("both", row.precision))
+
+    return [name for name in rows_of(args.model) if wanted(name)]
+
+
 def run_all(args) -> dict:
     """Every row in a fresh subprocess, round after round, step times pooled per row."""
-    rows = [r for r in rows_of(args.model) if not args.only or r in args.only]
+    rows = selected(args)
+    if not rows:
+        sys.exit("no row left: --only, --dropout and --precision select nothing together")
     per_round = max(2, -(-args.steps // args.rounds))
     results: dict[str, dict] = {}
     for round_ in range(args.rounds):
@@ -191,62 +296,104 @@ def run_all(args) -> dict:
             command = [sys.executable, __file__, "--row", row, "--steps", str(per_round), "--warmup", str(args.warmup),
                        "--threads", str(args.threads), "--batch-size", str(args.batch_size),
                        "--max-length", str(args.max_length), "--batches", str(args.batches), "--device", args.device,
-                       "--model", args.model]
+                       "--model", args.model, "--lengths", args.lengths]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 sys.exit(f"row {row!r} failed:\n{done.stderr}")
             got = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"  round {round_ + 1}/{args.rounds} {row}: {statistics.median(got['times_ms']):.0f} ms", file=sys.stderr)
-            mine = results.setdefault(row, {**got, "times_ms": []})
+            mine = results.setdefault(row, {**got, "times_ms": [], "padded_lengths": []})
             mine["times_ms"] += got["times_ms"]
+            mine["padded_lengths"] += got["padded_lengths"]
             mine["peak_rss_mib"] = max(mine["peak_rss_mib"], got["peak_rss_mib"])
             mine["rss_loaded_mib"] = min(mine["rss_loaded_mib"], got["rss_loaded_mib"])
     for r in results.values():
         r["median_ms"], r["iqr_ms"] = median_iqr(r["times_ms"])
         r["peak_over_loaded_mib"] = r["peak_rss_mib"] - r["rss_loaded_mib"]
     for r in results.values():
-        for name, base in (("vs_floor", FLOOR), ("vs_peft_lora", PEFT)):
-            r[name] = r["median_ms"] / results[base]["median_ms"] if base in results else None
+        row = VARIANTS[r["row"]]
+        r["precision"], r["dropout"] = row.precision, row.dropout
+        # Like for like: the floor of the same precision and dropout; peft's bf16 LoRA with the same dropout.
+        for key, reference in (("floor", floor_of(row)), ("peft", peft_of(row))):
+            r[f"{key}_row"] = reference
+            r[f"vs_{key}"] = r["median_ms"] / results[reference]["median_ms"] if reference in results else None
+    first = next(iter(results.values()))
     return {"machine": machine(args.threads, args.device), "model": args.model, "device": args.device,
-            "batch": [args.batch_size, args.max_length],
-            "steps": len(next(iter(results.values()))["times_ms"]), "rounds": args.rounds, "rows": list(results.values())}
+            "batch": [args.batch_size, args.max_length], "lengths": args.lengths,
+            "mean_padded_length": statistics.fmean(first["padded_lengths"]),
+            "steps": len(first["times_ms"]), "rounds": args.rounds, "rows": list(results.values())}
+
+
+def _ratio(x) -> str:
+    return "-" if x is None else f"{x:.2f}x"
 
 
 def table(report: dict) -> str:
     m = report["machine"]
     memory = "GPU memory" if report.get("device") == "cuda" else "RSS"
     model = {"minilm": "MiniLM-L6", "t5-base-random": "T5-base (random weights)"}[report.get("model", "minilm")]
+    size, length = report["batch"]
+    batch = (f"batch {size} x {length} tokens" if report.get("lengths", "fixed") == "fixed" else
+             f"batch {size} of real SST-2 train sentences as the trainer draws them (length-bucketed, truncated at "
+             f"{length}; {report['mean_padded_length']:.1f} tokens padded on average)")
     lines = [(f"Machine: {m['cpu']}, {m['cores']} cores ({m['threads']} torch threads), avx512_bf16={m['avx512_bf16']}, "
               f"amx_bf16={m['amx_bf16']}, torch {m['torch']}" + (f", GPU {m['gpu']}" if m.get("gpu") else "")),
-             (f"{model}, batch {report['batch'][0]} x {report['batch'][1]} tokens, median of {report['steps']} "
-              f"steps over {report['rounds']} round(s) on {report.get('device', 'cpu')}; ratios to the fp32 rows of the same run"),
-             "", f"| row | ms/step | IQR | / floor | / peft LoRA | trainable | peak - loaded {memory} (MiB) | peak {memory} (MiB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-
-    def ratio(x):
-        return "-" if x is None else f"{x:.2f}x"
-
+             (f"{model}, {batch}, median of {report['steps']} steps over {report['rounds']} round(s) on "
+              f"{report.get('device', 'cpu')}"),
+             "/ floor: to the frozen floor with the same precision and dropout; "
+             "/ peft bf16 LoRA: to peft's bf16 LoRA step with the same dropout",
+             "", f"| row | precision | dropout | ms/step | IQR | / floor | / peft bf16 LoRA | trainable | "
+                 f"peak - loaded {memory} (MiB) | peak {memory} (MiB) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
-        lines.append(f"| {r['row']} | {r['median_ms']:.0f} | {r['iqr_ms']:.0f} | {ratio(r['vs_floor'])} | "
-                     f"{ratio(r['vs_peft_lora'])} | {r['trainable']:,} | {r['peak_over_loaded_mib']:.0f} | {r['peak_rss_mib']:.0f} |")
-    return "\n".join(lines)
+        lines.append(f"| {r['row']} | {r['precision']} | {r['dropout']} | {r['median_ms']:.0f} | {r['iqr_ms']:.0f} | "
+                     f"{_ratio(r['vs_floor'])} | {_ratio(r['vs_peft'])} | {r['trainable']:,} | "
+                     f"{r['peak_over_loaded_mib']:.0f} | {r['peak_rss_mib']:.0f} |")
+    return "\n".join(lines + [""] + worst_single_strategy(report))
+
+
+def worst_single_strategy(report: dict) -> list[str]:
+    """Per precision and dropout, the slowest single-strategy design against its floor and against peft."""
+    lines = []
+    for precision in ("bf16", "fp32"):
+        for dropout in ("fast", "torch"):
+            group = [r for r in report["rows"] if VARIANTS[r["row"]].base in SINGLE_STRATEGY
+                     and r["precision"] == precision and r["dropout"] == dropout]
+            if not group:
+                continue
+            line = f"single-strategy designs, {precision}, {dropout} dropout ({len(group)}):"
+            for key, what in (("vs_floor", f"the {precision} floor"), ("vs_peft", "peft's bf16 LoRA")):
+                known = [r for r in group if r[key] is not None]
+                if known:
+                    worst = max(known, key=lambda r: r[key])
+                    line += f" at most {worst[key]:.2f}x {what} ({worst['row']});"
+            lines.append(line.rstrip(";:"))
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per row (after warm-up)")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (--lengths real: at least one per batch)")
     parser.add_argument("--rounds", type=int, default=1, help="run the rows this many times, interleaved; steps split over rounds")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--batches", type=int, default=4, help="distinct batches in the fixed set, cycled")
-    parser.add_argument("--only", nargs="*", choices=ROWS, help="a subset of the rows")
+    parser.add_argument("--lengths", choices=["fixed", "real"], default="fixed",
+                        help="fixed: every batch padded to --max-length; real: SST-2 train batches as the trainer draws them")
+    parser.add_argument("--max-length", type=int, help="tokens per sentence at most (default 64 fixed, 128 real)")
+    parser.add_argument("--batches", type=int, default=4, help="distinct batches, stepped through in order and cycled")
+    parser.add_argument("--only", nargs="*", choices=ROWS, metavar="ROW", help=f"a subset of the rows: {ROWS}")
+    parser.add_argument("--dropout", choices=["torch", "fast", "both"], default="both", help="only the rows of this dropout")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "both"], default="both", help="only the rows of this precision")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--model", choices=MODELS, default="minilm")
     parser.add_argument("--row", choices=ROWS, help=argparse.SUPPRESS)  # internal: one row, in this process
     args = parser.parse_args()
+    if args.lengths == "real" and args.model != "minilm":
+        parser.error("--lengths real draws SST-2 sentences for MiniLM; --model t5-base-random trains on random token ids")
+    if args.max_length is None:
+        args.max_length = 128 if args.lengths == "real" else 64
     if args.device == "cuda":
         import torch
 
