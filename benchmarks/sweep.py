@@ -1,18 +1,27 @@
-"""Sweep benchmark (issue 6): the same LoRA designs trained by a plain peft + HF Trainer loop and by ``peftspace sweep``.
+"""Sweep benchmark (issues 6, 12): the same LoRA designs trained by peft + HF Trainer and by ``peftspace sweep``.
 
-    .venv/bin/python benchmarks/sweep.py --workers 1,2 --schedule score_validation=false   # the README's run
-    .venv/bin/python benchmarks/sweep.py --ablation      # also each speed-up turned off in turn (1 worker)
-    .venv/bin/python benchmarks/sweep.py --steps 5 --designs 2 --workers 1,2 --json out.json   # a quick check
+    .venv/bin/python benchmarks/sweep.py --workers 1,2            # the README's run: ours vs the strong peer
+    .venv/bin/python benchmarks/sweep.py --workers 1,2 --weak-peer   # also the weak peer (fp32, no length grouping)
+    .venv/bin/python benchmarks/sweep.py --ablation      # also our side (1 worker) with one speed-up changed per row
+    .venv/bin/python benchmarks/sweep.py --steps 3 --designs 2 --workers 1 --json out.json   # a quick check
     ... --schedule precision=fp32 --schedule bucket_window=0     # our side without bf16 and bucketing
     ... --device cuda --workers auto   # on the GPU(s): our workers pinned one per GPU; Trainer in bf16 on the GPU
 
 The designs are LoRA-only (strategies fixed to L) with per-layer ranks that differ, drawn from one
-space with one seed; the table prints each design's ranks per layer. Both sides train SST-2 (the
-train split peftspace uses, validation carved out) for the same steps, batch size, learning rate,
-warmup and clipping, and score the 872 GLUE dev examples. The baseline is the loop users write today:
-a fresh pretrained model per trial, HF peft ``LoraConfig`` with a per-layer ``rank_pattern``, and
-``Trainer``. Timings are end to end (data, tokenization, model loads, training, evaluation) and come
-from one run on a shared machine: they are noisy, so compare ratios from the same run only.
+space with one seed; the table prints each design's ranks per layer. Both sides do the same work:
+SST-2 (the train split peftspace uses, validation carved out) truncated at the same max length, the
+same steps, batch size, learning rate, warmup, clipping and weight decay (the peers' TrainingArguments
+are read off our schedule), the same dropout (the checkpoint's hidden, attention and classifier
+dropout, the designs' LoRA dropout; checked on the peer's model), and both score the 872 GLUE dev
+examples only (``score_validation`` is false here unless ``--schedule score_validation=true``).
+
+The baseline is the strong peer, the loop a careful HF user writes: a fresh pretrained model per
+trial, HF peft ``LoraConfig`` with a per-layer ``rank_pattern``, and ``Trainer`` with bf16 autocast
+(where the CPU does bf16 natively, as our ``precision=auto``; on a GPU bf16, or fp16 without bf16),
+length-grouped training batches (``LengthGroupedSampler``) and the dev set scored in length order.
+``--weak-peer`` adds the loop as most examples write it (fp32, random batches, dev in file order).
+Timings are end to end (data, tokenization, model loads, training, evaluation) and come from one
+run on a shared machine: they are noisy, so compare ratios from the same run only.
 """
 
 from __future__ import annotations
@@ -60,7 +69,36 @@ def lora_config(config, design: Design):
                       rank_pattern={name: r for name, r in ranks.items() if r != default})
 
 
-def run_baseline(designs: list[Design], args, workdir: Path) -> dict:
+def peer_arguments(strong: bool, device: str) -> dict:
+    """The TrainingArguments that make a peer strong (bf16 autocast, length-grouped batches) or weak (neither)."""
+    import dataclasses
+
+    import torch
+    from transformers import TrainingArguments
+
+    from peftspace.precision import native_bf16
+
+    place = {"use_cpu": True} if device == "cpu" else {}
+    if not strong:
+        return place
+    if device == "cuda":
+        mixed = {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+    else:  # Trainer takes bf16 with use_cpu (CPU autocast); where the CPU lacks native bf16, fp32, as our "auto"
+        mixed = {"bf16": True} if native_bf16("cpu") else {}
+    # transformers 5 names the sampler ``train_sampling_strategy``; 4.x had ``group_by_length=True``.
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    grouping = {"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in names else {"group_by_length": True}
+    return {**place, **mixed, **grouping}
+
+
+def dropout_of(config, designs: list[Design]) -> dict:
+    """The dropout probabilities both sides train with: the checkpoint's, and the designs' LoRA dropout."""
+    classifier = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    return {"hidden": config.hidden_dropout_prob, "attention": config.attention_probs_dropout_prob, "classifier": classifier,
+            "lora": sorted({d.options.lora_dropout for d in designs})}
+
+
+def run_baseline(designs: list[Design], args, schedule, workdir: Path, strong: bool = True) -> dict:
     """A user's sequential loop: tokenize once, then per design a fresh model, peft, Trainer, evaluate."""
     import numpy as np
     import torch
@@ -68,6 +106,7 @@ def run_baseline(designs: list[Design], args, workdir: Path) -> dict:
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, PrinterCallback,
                               Trainer, TrainingArguments, set_seed)
 
+    from peftspace.formats import make_format
     from peftspace.tasks import load_task
 
     torch.set_num_threads(args.threads)
@@ -77,10 +116,17 @@ def run_baseline(designs: list[Design], args, workdir: Path) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(path)
 
     def tokenized(examples):  # what ``datasets.map(tokenize, batched=True)`` gives, without the datasets package
-        encoded = tokenizer([e.texts[0] for e in examples], truncation=True, max_length=args.max_length)
+        encoded = tokenizer([e.texts[0] for e in examples], truncation=True, max_length=schedule.max_length)
         return [{**{k: v[i] for k, v in encoded.items()}, "labels": e.label} for i, e in enumerate(examples)]
 
     train, dev = tokenized(data.train), tokenized(data.test)
+    ours = make_format("head", data.spec, tokenizer, schedule.max_length)  # the same tokens as our side, truncation included
+    assert all(ours.encode(e) == {k: v for k, v in row.items() if k != "labels"}
+               for e, row in zip(data.train[:256] + data.test, train[:256] + dev)), "the peer's tokens differ from ours"
+    if strong:  # scored in length order, as our side does: fewer pad tokens, the same predictions
+        dev = sorted(dev, key=lambda row: len(row["input_ids"]))
+    dropout = dropout_of(config, designs)
+    setup = peer_arguments(strong, args.device)
     shared = time.perf_counter() - started
     rows = []
     for i, design in enumerate(designs):
@@ -90,14 +136,16 @@ def run_baseline(designs: list[Design], args, workdir: Path) -> dict:
         model = get_peft_model(model, lora_config(config, design))
         lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n and p.requires_grad)
         assert lora == peftspace.plan(config, design).total, f"peft built {lora} LoRA parameters, the plan says otherwise"
-        cuda = args.device == "cuda"  # the GPU's peer: Trainer in bf16 (fp16 where the GPU lacks bf16) with length grouping
-        mixed = {"bf16": torch.cuda.is_bf16_supported(), "fp16": not torch.cuda.is_bf16_supported(),
-                 "train_sampling_strategy": "group_by_length"} if cuda else {"use_cpu": True}
+        probabilities = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+        expected = {dropout["hidden"], dropout["attention"], dropout["classifier"]} | ({design.options.lora_dropout} - {0.0})
+        assert probabilities == expected, f"the peer's model drops out with {probabilities}, our side with {expected}"
         training = TrainingArguments(
-            **mixed, output_dir=str(workdir / "trainer"), max_steps=args.steps, per_device_train_batch_size=32,
-            per_device_eval_batch_size=64, learning_rate=1e-3, lr_scheduler_type="linear", max_grad_norm=1.0,
+            **setup, output_dir=str(workdir / "trainer"), max_steps=schedule.max_steps,
+            per_device_train_batch_size=schedule.batch_size, per_device_eval_batch_size=schedule.eval_batch_size,
+            learning_rate=schedule.learning_rate, lr_scheduler_type="linear", max_grad_norm=schedule.max_grad_norm,
+            weight_decay=schedule.weight_decay,
             # peftspace's int(warmup_ratio * steps) (a ratio < 1 would round up); HF's ramp starts at lr 0, ours one step in
-            warmup_steps=int(0.06 * args.steps),
+            warmup_steps=int(schedule.warmup_ratio * schedule.max_steps),
             seed=args.seed + i, report_to=[], save_strategy="no", disable_tqdm=True, dataloader_pin_memory=False)
         trainer = Trainer(model=model, args=training, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer))
         trainer.remove_callback(PrinterCallback)  # its end-of-training dict would split the table; train_s has the time
@@ -108,8 +156,21 @@ def run_baseline(designs: list[Design], args, workdir: Path) -> dict:
         accuracy = 100.0 * float(np.mean(output.predictions.argmax(-1) == output.label_ids))
         end = time.perf_counter()
         rows.append({"accuracy": accuracy, "seconds": end - begin, "load_s": loaded - begin, "train_s": trained - loaded,
-                     "eval_s": end - trained})
-    return {"rows": rows, "shared_s": shared, "total_s": time.perf_counter() - started}
+                     "eval_s": end - trained, "mixed_precision": trainer.accelerator.mixed_precision})
+    return {"strong": strong, "arguments": setup, "dropout": dropout, "rows": rows, "shared_s": shared,
+            "total_s": time.perf_counter() - started}
+
+
+def our_schedule(args, changes: dict | None = None):
+    """Our side's schedule: the benchmark's numbers, then --schedule, then an ablation row's ``changes``.
+
+    The peers read their steps, batch sizes, learning rate, warmup, clipping, weight decay and max length off it.
+    """
+    from peftspace.schedule import Schedule
+
+    return Schedule.from_dict({"max_steps": args.steps, "batch_size": 32, "eval_batch_size": 64, "max_length": args.max_length,
+                               "learning_rate": 1e-3, "max_eval_examples": None, "score_validation": False,
+                               **args.schedule, **(changes or {})})
 
 
 def run_ours(designs: list[Design], args, workers: int | str, workdir: Path, changes: dict | None = None, label: str = "") -> dict:
@@ -118,10 +179,8 @@ def run_ours(designs: list[Design], args, workers: int | str, workdir: Path, cha
     from optuna.trial import TrialState
 
     from peftspace.sweep import run_sweep
-    from peftspace.schedule import Schedule
 
-    schedule = Schedule.from_dict({"max_steps": args.steps, "batch_size": 32, "max_length": args.max_length,
-                                   "learning_rate": 1e-3, "max_eval_examples": None, **args.schedule, **(changes or {})})
+    schedule = our_schedule(args, changes)
     url = f"sqlite:///{workdir / f'workers{workers}{label}.db'}"
     started = time.perf_counter()
     status = run_sweep(SPACE, MODEL, [TASK], samples=len(designs), seed=args.seed, workers=workers, storage=url,
@@ -147,31 +206,46 @@ def run_ours(designs: list[Design], args, workers: int | str, workdir: Path, cha
     return {"workers": workers, "rows": rows, "schedule": schedule.__dict__, "total_s": total, "overhead_s": total - busiest}
 
 
-def print_table(designs, config, baseline, ours_runs) -> None:
+def print_table(designs, config, peers: list[dict], ours_runs) -> None:
+    """Per design: each peer's and each of our runs' accuracy and seconds; then the ratios, strong peer first."""
     layers = backbone_spec(config).num_layers
-    head = f"{'#':>2}  {'ranks, layers 0..' + str(layers - 1):<24} {'peft acc':>8} {'peft s':>7}"
+    names = {True: "strong", False: "weak"}
+    strong = peers[0]
+    print(f"\n{cpu_name()}, {os.cpu_count()} CPUs; strong peer: Trainer with {strong['arguments']}, dev in length order"
+          + (f"; weak peer: Trainer with {peers[1]['arguments']}" if len(peers) > 1 else ""))
+    head = f"{'#':>2}  {'ranks, layers 0..' + str(layers - 1):<24}"
+    for peer in peers:
+        head += f" {names[peer['strong']] + ' acc':>10} {names[peer['strong']] + ' s':>8}"
     for ours in ours_runs:
         head += f" {'ours acc':>8} {'ours s':>7} {'diff':>6}" + (f"  (workers={ours['workers']})" if len(ours_runs) > 1 else "")
-    print(head)
+    print(head + "   (diff: ours - strong peer)")
     for i, design in enumerate(designs):
         ranks = layer_ranks(config, design)
-        line = f"{i:>2}  {' '.join(str(ranks.get(k, '-')) for k in range(layers)):<24} " \
-               f"{baseline['rows'][i]['accuracy']:>8.2f} {baseline['rows'][i]['seconds']:>7.1f}"
+        line = f"{i:>2}  {' '.join(str(ranks.get(k, '-')) for k in range(layers)):<24}"
+        for peer in peers:
+            line += f" {peer['rows'][i]['accuracy']:>10.2f} {peer['rows'][i]['seconds']:>8.1f}"
         for ours in ours_runs:
             row = ours["rows"][i]
-            line += f" {row['accuracy']:>8.2f} {row['seconds']:>7.1f} {row['accuracy'] - baseline['rows'][i]['accuracy']:>+6.2f}"
+            line += f" {row['accuracy']:>8.2f} {row['seconds']:>7.1f} {row['accuracy'] - strong['rows'][i]['accuracy']:>+6.2f}"
         print(line)
-    shared = f"{'':>2}  {'outside trials':<24} {'':>8} {baseline['shared_s']:>7.1f}"
-    totals = f"{'':>2}  {'total wall time':<24} {'':>8} {baseline['total_s']:>7.1f}"
+    shared = f"{'':>2}  {'outside trials':<24}" + "".join(f" {'':>10} {peer['shared_s']:>8.1f}" for peer in peers)
+    totals = f"{'':>2}  {'total wall time':<24}" + "".join(f" {'':>10} {peer['total_s']:>8.1f}" for peer in peers)
     for ours in ours_runs:
         shared += f" {'':>8} {ours['overhead_s']:>7.1f} {'':>6}"
         totals += f" {'':>8} {ours['total_s']:>7.1f} {'':>6}"
     print(shared + "\n" + totals)
     for ours in ours_runs:
-        diffs = [o["accuracy"] - b["accuracy"] for o, b in zip(ours["rows"], baseline["rows"])]
-        print(f"workers={ours['workers']}: wall-time ratio peft/ours {baseline['total_s'] / ours['total_s']:.2f}x, "
-              f"mean accuracy diff ours-peft {sum(diffs) / len(diffs):+.2f} points, "
-              f"precision {sorted({r['precision'] for r in ours['rows']})}")
+        print(f"workers={ours['workers']} (precision {sorted({r['precision'] for r in ours['rows']})}):")
+        for peer in peers:
+            print(f"  ours vs the {names[peer['strong']]} peer: wall time {names[peer['strong']]}/ours "
+                  f"{peer['total_s'] / ours['total_s']:.2f}x, mean accuracy diff ours - {names[peer['strong']]} "
+                  f"{mean_difference(ours, peer):+.2f} points")
+
+
+def mean_difference(run: dict, peer: dict) -> float:
+    """Mean accuracy of ``run``'s designs minus ``peer``'s, in points."""
+    diffs = [o["accuracy"] - b["accuracy"] for o, b in zip(run["rows"], peer["rows"], strict=True)]
+    return sum(diffs) / len(diffs)
 
 
 def parse_args():
@@ -179,15 +253,18 @@ def parse_args():
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--designs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch threads of the baseline; split evenly among the sweep's workers")
+                        help="torch threads of the peers; split evenly among the sweep's workers")
     parser.add_argument("--workers", default="1", help="comma-separated worker counts to run the sweep with, e.g. 1,2")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=64, help="tokens per sentence at most, on both sides")
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--schedule", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra Schedule field for our side, e.g. precision=fp32 (JSON values)")
+                        help="extra Schedule field for our side, e.g. precision=fp32 (JSON values); the peers follow "
+                             "its steps, batch sizes, learning rate, warmup, clipping, weight decay and max length")
+    parser.add_argument("--weak-peer", action="store_true",
+                        help="also run the weak peer: Trainer in fp32 with random batches, dev in file order")
     parser.add_argument("--ablation", action="store_true",
-                        help="also run our side (1 worker) with each speed-up turned off in turn, and all of them off")
+                        help="also run our side (1 worker) with one speed-up changed per row (see ABLATIONS)")
     parser.add_argument("--json", help="also write every number to this file")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="where both sides train (cuda: Trainer in bf16 with length grouping; --workers auto: one per GPU)")
@@ -198,6 +275,8 @@ def parse_args():
         if not torch.cuda.is_available():
             parser.exit(2, "--device cuda: torch sees no CUDA GPU on this machine\n")
     args.workers = [w if w == "auto" else int(w) for w in args.workers.split(",")]
+    if args.ablation and 1 not in args.workers:
+        args.workers.insert(0, 1)  # the ablation's reference: our default run on one worker
     args.schedule = dict(_key_value(item) for item in args.schedule)
     return args
 
@@ -217,19 +296,43 @@ def cpu_name() -> str:
         return platform.machine()
 
 
-# What each speed-up contributes: our side with it turned off (the others on), then with all of them off.
-ABLATIONS = {"precision=fp32": {"precision": "fp32"}, "bucket_window=0": {"bucket_window": 0},
-             "frozen_bottom=off": {"frozen_bottom": "off"}, "fast_dropout=false": {"fast_dropout": False},
-             "all four off": {"precision": "fp32", "bucket_window": 0, "frozen_bottom": "off", "fast_dropout": False}}
+# What each speed-up contributes: each row changes one of them from our default run (the others as
+# they are there): it turns one off that is on, or turns on frozen-bottom reuse, which is off by default.
+ABLATIONS = [("bf16 off", {"precision": "fp32"}),
+             ("length bucketing off", {"bucket_window": 0}),
+             ("fast dropout off", {"fast_dropout": False}),
+             ("frozen bottom on, when scoring", {"frozen_bottom": "eval"}),
+             ("frozen bottom on, training too", {"frozen_bottom": "train"}),
+             ("bf16, bucketing, fast dropout off", {"precision": "fp32", "bucket_window": 0, "fast_dropout": False})]
 
 
-def print_ablation(baseline, reference, ablation) -> None:
-    print("\nour side (1 worker) with one speed-up off; the last row has all four off, leaving the worker's reuse of backbone and data")
-    print(f"{'our side':<22} {'total s':>8} {'/ all on':>9} {'peft/ours':>10} {'mean acc diff':>14}")
-    for name, run in [("all on", reference)] + list(ablation.items()):
-        diffs = [o["accuracy"] - b["accuracy"] for o, b in zip(run["rows"], baseline["rows"])]
-        print(f"{name:<22} {run['total_s']:>8.1f} {run['total_s'] / reference['total_s']:>8.2f}x "
-              f"{baseline['total_s'] / run['total_s']:>9.2f}x {sum(diffs) / len(diffs):>+14.2f}")
+def ablation_rows(args) -> list[tuple[str, dict]]:
+    """The ABLATIONS rows that change our run; a row with a change our run already has is skipped, and says so."""
+    from peftspace.precision import resolve_precision
+
+    def effective(changes: dict) -> dict:  # precision as it resolves on this device: "auto" may already be fp32
+        schedule = our_schedule(args, changes)
+        return {**schedule.to_dict(), "precision": resolve_precision(schedule.precision, args.device)}
+
+    reference, rows = effective({}), []
+    for what, changes in ABLATIONS:
+        same = [f"{key}={value}" for key, value in changes.items() if effective({key: value})[key] == reference[key]]
+        if same:
+            print(f"ablation row {what!r} skipped: our run already has {', '.join(same)}")
+            continue
+        assert effective(changes) != reference, f"ablation row {what!r} would measure our default run again"
+        shown = ", ".join(f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in changes.items())
+        rows.append((f"{what} ({shown})", changes))
+    return rows
+
+
+def print_ablation(peer, reference, ablation) -> None:
+    print("\nour side (1 worker) with one speed-up changed; the last row has bf16, bucketing and fast dropout off, leaving "
+          "the worker's reuse of backbone and data")
+    print(f"{'our side':<66} {'total s':>8} {'/ default':>10} {'strong/ours':>12} {'acc - strong':>13}")
+    for name, run in [("default", reference)] + list(ablation.items()):
+        print(f"{name:<66} {run['total_s']:>8.1f} {run['total_s'] / reference['total_s']:>9.2f}x "
+              f"{peer['total_s'] / run['total_s']:>11.2f}x {mean_difference(run, peer):>+13.2f}")
 
 
 def main() -> None:
@@ -248,30 +351,40 @@ def main() -> None:
     args = parse_args()
     config = load_config(MODEL)
     designs = sample(SPACE, args.designs, args.seed, backbone_spec(config))
+    schedule = our_schedule(args)
+    ablations = ablation_rows(args) if args.ablation else []
     print(f"sweep benchmark: {len(designs)} LoRA designs x {args.steps} steps, {MODEL} on {TASK}; "
           f"{cpu_name()}, {os.cpu_count()} CPUs, {args.threads} threads; shared machine, timings are noisy "
           f"(load average {os.getloadavg()[0]:.1f} at the start)", flush=True)
     with tempfile.TemporaryDirectory(prefix="peftspace-bench-") as tmp:
-        baseline = run_baseline(designs, args, Path(tmp))
+        peers = [run_baseline(designs, args, schedule, Path(tmp), strong=True)]
+        if args.weak_peer:
+            peers.append(run_baseline(designs, args, schedule, Path(tmp), strong=False))
         ours_runs = [run_ours(designs, args, workers, Path(tmp)) for workers in args.workers]
-        ablation = {name: run_ours(designs, args, 1, Path(tmp), changes, f"-{i}")
-                    for i, (name, changes) in enumerate(ABLATIONS.items())} if args.ablation else {}
-    print_table(designs, config, baseline, ours_runs)
+        ablation = {name: run_ours(designs, args, 1, Path(tmp), changes, f"-{i}") for i, (name, changes) in enumerate(ablations)}
+    print_table(designs, config, peers, ours_runs)
     if ablation:
-        print_ablation(baseline, next(run for run in ours_runs if run["workers"] == 1), ablation)
+        print_ablation(peers[0], next(run for run in ours_runs if run["workers"] == 1), ablation)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
-    mean = {k: sum(r[k] for r in baseline["rows"]) / len(designs) for k in ("load_s", "train_s", "eval_s")}
-    print(f"peft per trial (mean): model + peft {mean['load_s']:.1f} s, train {mean['train_s']:.1f} s, predict {mean['eval_s']:.1f} s; "
-          "outside trials: reading and tokenizing SST-2 once")
-    scored = ("GLUE dev (872) and the validation split carved from train (1,000), which the peft loop does not score"
-              if args.schedule.get("score_validation", True) else "GLUE dev (872), as the peft loop does")
+    dropout = peers[0]["dropout"]
+    print(f"dropout on every side: hidden {dropout['hidden']}, attention {dropout['attention']}, classifier "
+          f"{dropout['classifier']}, LoRA {dropout['lora']} (ours draws its masks with fast dropout unless fast_dropout=false); "
+          f"max length {schedule.max_length}, truncated alike")
+    for peer in peers:
+        mean = {k: sum(r[k] for r in peer["rows"]) / len(designs) for k in ("load_s", "train_s", "eval_s")}
+        print(f"{'strong' if peer['strong'] else 'weak'} peer per trial (mean): model + peft {mean['load_s']:.1f} s, "
+              f"train {mean['train_s']:.1f} s, predict {mean['eval_s']:.1f} s (Trainer's mixed precision "
+              f"{sorted({r['mixed_precision'] for r in peer['rows']})}); outside trials: reading and tokenizing SST-2 once")
+    scored = ("GLUE dev (872) and the validation split carved from train (1,000), which the peers do not score"
+              if schedule.score_validation else "GLUE dev (872), as the peers do")
     print(f"ours per trial: copy of the backbone, train, and scoring {scored}; outside trials: workers' start, backbone, "
           "data, store")
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "args": {k: v for k, v in vars(args).items()}, "space": SPACE.to_dict(),
+            "args": {k: v for k, v in vars(args).items()}, "space": SPACE.to_dict(), "schedule": schedule.to_dict(),
             "designs": [d.to_dict() for d in designs], "ranks": [layer_ranks(config, d) for d in designs],
-            "baseline": baseline, "ours": ours_runs, "ablation": ablation}, indent=2) + "\n")
+            "baseline": peers[0], "weak_peer": peers[1] if args.weak_peer else None, "ours": ours_runs,
+            "ablation": ablation}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
