@@ -329,9 +329,10 @@ def ablation_rows(args) -> list[tuple[str, dict]]:
 def print_ablation(peer, reference, ablation) -> None:
     print("\nour side (1 worker) with one speed-up changed; the last row has bf16, bucketing and fast dropout off, leaving "
           "the worker's reuse of backbone and data")
-    print(f"{'our side':<66} {'total s':>8} {'/ default':>10} {'strong/ours':>12} {'acc - strong':>13}")
+    width = max(map(len, ablation))
+    print(f"{'our side':<{width}} {'total s':>8} {'/ default':>10} {'strong/ours':>12} {'acc - strong':>13}")
     for name, run in [("default", reference)] + list(ablation.items()):
-        print(f"{name:<66} {run['total_s']:>8.1f} {run['total_s'] / reference['total_s']:>9.2f}x "
+        print(f"{name:<{width}} {run['total_s']:>8.1f} {run['total_s'] / reference['total_s']:>9.2f}x "
               f"{peer['total_s'] / run['total_s']:>11.2f}x {mean_difference(run, peer):>+13.2f}")
 
 

@@ -1,0 +1,78 @@
+"""The step and sweep benchmarks compare like with like: rows, their references, the peers' setup, the ablation."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str):
+    # By path under its own name: a plain ``import sweep`` could find tests/sweep instead.
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+step, sweep = _load("step"), _load("sweep")
+
+
+@pytest.mark.parametrize("name, precision, dropout", [
+    ("frozen floor", "fp32", "torch"), ("peft LoRA bf16", "bf16", "torch"), ("lora", "fp32", "fast"),
+    ("adapter bf16", "bf16", "fast"), ("full fine-tuning", "fp32", "torch"),  # names benchmarks/gpu.sh passes
+    ("frozen floor bf16 fast-dropout", "bf16", "fast"), ("lora bf16 torch-dropout", "bf16", "torch")])
+def test_a_row_name_says_its_precision_and_dropout(name, precision, dropout):
+    row = step.VARIANTS[name]
+    assert (row.precision, row.dropout, row.name) == (precision, dropout, name)
+
+
+def test_every_row_is_compared_with_the_floor_and_peft_of_its_own_dropout():
+    for name, row in step.VARIANTS.items():
+        floor, peft = step.VARIANTS[step.floor_of(row)], step.VARIANTS[step.peft_of(row)]
+        assert (floor.base, floor.bf16, floor.fast_dropout) == (step.FLOOR, row.bf16, row.fast_dropout), name
+        assert (peft.base, peft.bf16, peft.fast_dropout) == (step.PEFT, True, row.fast_dropout), name
+    designs = [r for r in step.VARIANTS.values() if r.base in step.OURS]
+    assert len(designs) == 4 * len(step.OURS)  # fp32 and bf16, torch and fast dropout, for each design
+
+
+@pytest.mark.parametrize("name, fast", [("frozen floor", False), ("frozen floor bf16 fast-dropout", True),
+                                        ("peft LoRA", False), ("peft LoRA fast-dropout", True),
+                                        ("lora", True), ("lora torch-dropout", False)])
+def test_a_row_trains_with_the_dropout_its_name_says(name, fast, minilm_path):
+    from torch import nn
+
+    from peftspace.dropout import FastDropout
+
+    model, _ = step.build(name)
+    kinds = {type(m) for m in model.modules() if isinstance(m, (nn.Dropout, FastDropout))}
+    assert kinds == ({FastDropout} if fast else {nn.Dropout})
+
+
+def _args(monkeypatch, *argv):
+    monkeypatch.setattr(sys, "argv", ["sweep.py", *argv])
+    return sweep.parse_args()
+
+
+def test_the_strong_peer_sets_length_grouping_and_bf16_where_the_cpu_does_it(tmp_path):
+    from transformers import TrainingArguments
+
+    from peftspace.precision import native_bf16
+
+    strong = TrainingArguments(output_dir=str(tmp_path), report_to=[], **sweep.peer_arguments(True, "cpu"))
+    weak = TrainingArguments(output_dir=str(tmp_path), report_to=[], **sweep.peer_arguments(False, "cpu"))
+    assert strong.use_cpu and weak.use_cpu
+    assert (strong.bf16, weak.bf16) == (native_bf16("cpu"), False)
+    assert strong.train_sampling_strategy == "group_by_length" and weak.train_sampling_strategy == "random"
+
+
+def test_an_ablation_row_changes_our_default_run_or_is_skipped(capsys, monkeypatch):
+    labels = [label for label, _ in sweep.ablation_rows(_args(monkeypatch, "--ablation"))]
+    assert len(labels) == len(sweep.ABLATIONS)
+    assert not any("frozen_bottom=off" in label for label in labels)  # off is the default: such a row measures nothing
+    kept = [label for label, _ in sweep.ablation_rows(_args(monkeypatch, "--ablation", "--schedule", "bucket_window=0"))]
+    assert not any("bucket_window" in label for label in kept) and "bucket_window=0" in capsys.readouterr().out
