@@ -62,7 +62,7 @@ def test_validation_file_name_metrics_and_json(tmp_path):
     ("train: nowhere.csv\ntext_columns: text\nlabel_column: label\n", "train file 'nowhere.csv' not found"),
     ("train: train.txt\ntext_columns: text\nlabel_column: label\n", "a data file must be .csv, .tsv or .jsonl"),
     ("train: train.csv\ntext_columns: text\nlabel_column: label\nkind: ranking\n", "kind 'ranking' must be one of"),
-    ("train: train.csv\ntext_columns: text\nlabel_column: label\nmetrics: [bleu]\n", "metrics ['bleu'] are unknown"),
+    ("train: train.csv\ntext_columns: text\nlabel_column: label\nmetrics: [bleu]\n", "metrics ['bleu']: unknown ['bleu']"),
     ("train: train.csv\ntext_columns: [a, b, c]\nlabel_column: label\n", "must be one column name or a list of one or two"),
     ("train: train.csv\ntext_columns: text\nlabel_column: text\n", "is also a text column"),
     ("- train.csv\n", "holds a mapping"),

@@ -147,8 +147,9 @@ def run_discovery(model: str, tasks, samples_per_space: int, *, start: DesignSpa
     definition = {"model": model, "tasks": task_names(tasks), "samples_per_space": samples_per_space, "seed": seed,
                   "schedule": schedule.to_dict(), "start": space.to_dict(), "components": list(stages),
                   "candidates": list(candidates), "confidence": confidence}
-    if stored_task_files(tasks):  # stored only with task files, so discoveries stored before them resume
-        definition["task_files"] = stored_task_files(tasks)
+    task_files = stored_task_files(tasks)
+    if task_files:  # stored only with task files, so discoveries stored before them resume
+        definition["task_files"] = task_files
     if protocol == "racing":  # stored only for racing, so paper discoveries stored before it resume
         definition.update(protocol=protocol, plan=plan.to_dict(), replicates=replicates, pool_size=pool_size,
                           max_trials=max_trials, fidelity_check=fidelity_check)

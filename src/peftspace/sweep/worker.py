@@ -11,6 +11,7 @@ dies leaves its trial silent, and the heartbeat re-queues it.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -187,11 +188,11 @@ def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials:
     data = {}
     for task in definition.tasks:
         stored = (definition.task_files or {}).get(task)
-        if stored is not None:
-            task_file = TaskFile.from_stored(stored, data_dir, (first.user_attrs.get(TASK_LOCATIONS_ATTR) or {}).get(task))
-            key = (task_file, definition.seed)
+        if stored is not None:  # found and hashed once per worker, though a discovery's sweeps all name it
+            key = (json.dumps(stored, sort_keys=True), definition.seed)
             if key not in tasks:
-                tasks[key] = task_file.load(definition.seed)
+                locations = (first.user_attrs.get(TASK_LOCATIONS_ATTR) or {}).get(task)
+                tasks[key] = TaskFile.from_stored(stored, data_dir, locations).load(definition.seed)
         else:
             key = (task, definition.seed)
             if key not in tasks:

@@ -48,7 +48,7 @@ def load_custom(path: str | Path, *, text_columns: list[str], label_column: str,
     rows = _records(path, columns)
     if len(rows) < 2:
         raise TaskError(f"{path} has {len(rows)} example(s); at least 2 are needed (one to train on, one to evaluate)")
-    metrics = _metrics(kind, metrics)
+    metrics = checked_metrics(kind, metrics)
     test_rows = _records(Path(test_path), columns) if test_path is not None else None
     if test_rows is not None and not test_rows:
         raise TaskError(f"{test_path} has no examples")
@@ -134,7 +134,8 @@ def _as_number(text: str) -> float | None:
         return None
 
 
-def _metrics(kind: str, metrics) -> tuple[str, ...]:
+def checked_metrics(kind: str, metrics) -> tuple[str, ...]:
+    """``metrics`` for a ``kind`` task (None: the defaults), or a TaskError naming what is not one of ``CUSTOM_METRICS``."""
     if metrics is None:
         return DEFAULT_METRICS[kind]
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)) or not metrics \

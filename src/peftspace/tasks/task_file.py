@@ -23,7 +23,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peftspace.tasks.custom import CUSTOM_KINDS, CUSTOM_METRICS
+from peftspace.tasks.custom import CUSTOM_KINDS, checked_metrics
 from peftspace.tasks.spec import TaskData, TaskError, task_spec
 
 TASK_FILE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -167,15 +167,12 @@ def _parse(data, base: Path, *, where: str, default_name: str | None = None, pat
     if isinstance(columns, list) and isinstance(label, str) and label in columns:
         problems.append(f"label_column {label!r} is also a text column")
     metrics = data.get("metrics")
-    if metrics is not None:
-        allowed = CUSTOM_METRICS.get(kind, ()) if isinstance(kind, str) else ()
-        if isinstance(metrics, str):
-            metrics = [metrics]
-        if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
-            problems.append(f"metrics {data['metrics']!r} must be a list of metric names from {list(allowed)}")
-        elif [m for m in metrics if m not in allowed]:
-            problems.append(f"metrics {[m for m in metrics if m not in allowed]} are unknown for a {kind} task; "
-                            f"use some of {list(allowed)}")
+    if metrics is not None and isinstance(kind, str) and kind in CUSTOM_KINDS:
+        metrics = [metrics] if isinstance(metrics, str) else metrics
+        try:
+            metrics = checked_metrics(kind, metrics)
+        except TaskError as error:
+            problems.append(str(error))
     size = data.get("validation_size", 0.1)
     if isinstance(size, bool) or not isinstance(size, (int, float)) or not (0 < size < 1 or (isinstance(size, int) and size >= 1)):
         problems.append(f"validation_size {size!r} must be a fraction in (0, 1) or a count >= 1")
