@@ -265,11 +265,22 @@ def run_row(row: str, args) -> dict:
             widths.append(batch["input_ids"].shape[1])
     # the device's peak (GPU memory), or the process's peak RSS (KiB on Linux)
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"row": row, "times_ms": times, "padded_lengths": widths, "trainable": sum(p.numel() for p in params),
-            "rss_loaded_mib": rss_loaded, "peak_rss_mib": peak}
+    return {"row": row, "times_ms": times, "cycle_ms": cycle_means(times, len(data)), "padded_lengths": widths,
+            "trainable": sum(p.numel() for p in params), "rss_loaded_mib": rss_loaded, "peak_rss_mib": peak}
+
+
+def cycle_means(times: list[float], cycle: int) -> list[float]:
+    """Mean step time of each full pass over the ``cycle`` distinct batches (a partial last pass is dropped).
+
+    With real lengths the batches differ in width, so single steps mix shapes and their median moves with
+    which shapes happen to fall in the middle; a pass over every batch does the same work in every row.
+    """
+    return [statistics.fmean(times[i:i + cycle]) for i in range(0, len(times) - cycle + 1, cycle)]
 
 
 def median_iqr(times: list[float]) -> tuple[float, float]:
+    if len(times) < 2:  # one pass: no spread to report
+        return statistics.median(times), 0.0
     q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
     return statistics.median(times), q3 - q1
 
@@ -290,6 +301,8 @@ def run_all(args) -> dict:
     if not rows:
         sys.exit("no row left: --only, --dropout and --precision select nothing together")
     per_round = max(2, -(-args.steps // args.rounds))
+    if args.lengths == "real":  # whole passes over the batches, so that every round times every batch alike
+        per_round = -(-per_round // args.batches) * args.batches
     results: dict[str, dict] = {}
     for round_ in range(args.rounds):
         for row in rows:
@@ -302,13 +315,15 @@ def run_all(args) -> dict:
                 sys.exit(f"row {row!r} failed:\n{done.stderr}")
             got = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"  round {round_ + 1}/{args.rounds} {row}: {statistics.median(got['times_ms']):.0f} ms", file=sys.stderr)
-            mine = results.setdefault(row, {**got, "times_ms": [], "padded_lengths": []})
+            mine = results.setdefault(row, {**got, "times_ms": [], "cycle_ms": [], "padded_lengths": []})
             mine["times_ms"] += got["times_ms"]
+            mine["cycle_ms"] += got["cycle_ms"]
             mine["padded_lengths"] += got["padded_lengths"]
             mine["peak_rss_mib"] = max(mine["peak_rss_mib"], got["peak_rss_mib"])
             mine["rss_loaded_mib"] = min(mine["rss_loaded_mib"], got["rss_loaded_mib"])
     for r in results.values():
-        r["median_ms"], r["iqr_ms"] = median_iqr(r["times_ms"])
+        # Real lengths: the median of per-pass means (each pass steps through every batch once); fixed: of steps.
+        r["median_ms"], r["iqr_ms"] = median_iqr(r["cycle_ms"] if args.lengths == "real" else r["times_ms"])
         r["peak_over_loaded_mib"] = r["peak_rss_mib"] - r["rss_loaded_mib"]
     for r in results.values():
         row = VARIANTS[r["row"]]
@@ -321,7 +336,8 @@ def run_all(args) -> dict:
     return {"machine": machine(args.threads, args.device), "model": args.model, "device": args.device,
             "batch": [args.batch_size, args.max_length], "lengths": args.lengths,
             "mean_padded_length": statistics.fmean(first["padded_lengths"]),
-            "steps": len(first["times_ms"]), "rounds": args.rounds, "rows": list(results.values())}
+            "steps": len(first["times_ms"]), "cycles": len(first["cycle_ms"]), "batches": args.batches,
+            "rounds": args.rounds, "rows": list(results.values())}
 
 
 def _ratio(x) -> str:
@@ -338,8 +354,10 @@ def table(report: dict) -> str:
              f"{length}; {report['mean_padded_length']:.1f} tokens padded on average)")
     lines = [(f"Machine: {m['cpu']}, {m['cores']} cores ({m['threads']} torch threads), avx512_bf16={m['avx512_bf16']}, "
               f"amx_bf16={m['amx_bf16']}, torch {m['torch']}" + (f", GPU {m['gpu']}" if m.get("gpu") else "")),
-             (f"{model}, {batch}, median of {report['steps']} steps over {report['rounds']} round(s) on "
-              f"{report.get('device', 'cpu')}"),
+             (f"{model}, {batch}, median of "
+              + (f"{report['cycles']} pass means (each pass: one step on each of the {report['batches']} batches; "
+                 f"{report['steps']} steps)" if report.get("lengths", "fixed") == "real" else f"{report['steps']} steps")
+              + f" over {report['rounds']} round(s) on {report.get('device', 'cpu')}"),
              "/ floor: to the frozen floor with the same precision and dropout; "
              "/ peft bf16 LoRA: to peft's bf16 LoRA step with the same dropout",
              "", f"| row | precision | dropout | ms/step | IQR | / floor | / peft bf16 LoRA | trainable | "

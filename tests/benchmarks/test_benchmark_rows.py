@@ -76,3 +76,50 @@ def test_an_ablation_row_changes_our_default_run_or_is_skipped(capsys, monkeypat
     assert not any("frozen_bottom=off" in label for label in labels)  # off is the default: such a row measures nothing
     kept = [label for label, _ in sweep.ablation_rows(_args(monkeypatch, "--ablation", "--schedule", "bucket_window=0"))]
     assert not any("bucket_window" in label for label in kept) and "bucket_window=0" in capsys.readouterr().out
+
+
+GPU_SCRIPT = BENCHMARKS / "gpu.sh"
+
+
+def test_the_gpu_check_asks_only_for_rows_the_step_benchmark_has():
+    import re
+    import shlex
+
+    text = GPU_SCRIPT.read_text().replace("\\\n", " ")
+    asked = [shlex.split(line.partition("--only")[2]) for line in text.splitlines() if "--only" in line]
+    assert len(asked) == 2  # MiniLM and T5-base
+    for names in asked:
+        names = [n for n in names if not re.match(r"^-", n)]
+        assert names and set(names) <= set(step.ROWS), set(names) - set(step.ROWS)
+        # every design row asked for has its like-for-like floor asked for too
+        for name in names:
+            if step.VARIANTS[name].base in step.OURS:
+                assert step.floor_of(step.VARIANTS[name]) in names, name
+
+
+def test_the_gpu_check_summary_compares_like_with_like(tmp_path):
+    """The closing summary of gpu.sh, run on recorded CPU results: each design against its own floor and peft."""
+    import json
+    import subprocess
+
+    docs = BENCHMARKS.parent / "docs" / "performance"
+    (tmp_path / "step-minilm.json").write_text((docs / "step-fixed64.json").read_text())
+    (tmp_path / "sweep.json").write_text((docs / "sweep.json").read_text())
+    summary = GPU_SCRIPT.read_text().partition("<<'EOF'\n")[2].partition("\nEOF\n")[0]
+    done = subprocess.run([sys.executable, "-", str(tmp_path)], input=summary, capture_output=True, text=True, check=True)
+    rows = {r["row"]: r for r in json.loads((docs / "step-fixed64.json").read_text())["rows"]}
+    lora = rows["lora bf16"]
+    floor = rows["frozen floor bf16 fast-dropout"]["median_ms"]
+    assert (f"MiniLM lora bf16: {lora['median_ms']:.1f} ms/step, {lora['median_ms'] / floor:.2f}x "
+            "'frozen floor bf16 fast-dropout'") in done.stdout
+    assert "'peft LoRA bf16 fast-dropout'" in done.stdout and "'peft LoRA bf16' (torch dropout)" in done.stdout
+    sweep_report = json.loads((docs / "sweep.json").read_text())
+    peer = sum(r["seconds"] for r in sweep_report["baseline"]["rows"][1:])
+    ours = sum(r["seconds"] for r in sweep_report["ours"][0]["rows"][1:])
+    assert f"trials after the first: peft + Trainer {peer:.0f} s / ours {ours:.0f} s = {peer / ours:.2f}x" in done.stdout
+
+
+def test_real_length_steps_are_summarised_per_pass_over_the_batches():
+    times = [10.0, 30.0, 12.0, 28.0, 50.0]  # two batch shapes alternating, then a partial pass
+    assert step.cycle_means(times, 2) == [20.0, 20.0]
+    assert step.median_iqr([20.0]) == (20.0, 0.0)
