@@ -224,12 +224,21 @@ def test_a_loaded_model_without_a_tokenizer_says_what_to_pass(tiny_bert, sst2):
         run_trial("lora", torch.nn.Linear(2, 2), sst2, TINY, device="cpu")
 
 
-def test_fp16_with_a_scaler_where_a_gpu_lacks_bf16(monkeypatch):
+def test_fp16_with_a_scaler_where_a_gpu_lacks_bf16_and_explicit_bf16_refused_there(monkeypatch):
     import peftspace.precision as precision
 
-    monkeypatch.setattr(precision, "native_bf16", lambda device_type="cpu": False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    # A T4 or V100: torch says bf16 is supported only when emulation counts (its default).
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     assert precision.resolve_precision("auto", "cuda") == "fp16"
-    assert precision.resolve_precision("auto", "cpu") == "fp32"
+    assert precision.resolve_precision("fp32", "cuda") == "fp32"
+    with pytest.raises(PeftspaceError) as raised:
+        precision.resolve_precision("bf16", "cuda")
+    assert str(raised.value) == ("precision='bf16' but this GPU does not do bf16 natively "
+                                 "(torch.cuda.is_bf16_supported(including_emulation=False) is False; torch would emulate it, "
+                                 "slowly); use precision='auto' (fp16 with a gradient scaler on this GPU) or 'fp32'")
+    assert precision.resolve_precision("bf16", "cpu") == "bf16"  # with bf16 or not, the CPU's autocast does every op: kept
+    assert isinstance(precision.grad_scaler("fp16", "cuda"), torch.amp.GradScaler)
     assert precision.grad_scaler("bf16", "cuda") is None and precision.grad_scaler("fp32", "cpu") is None
-    monkeypatch.setattr(precision, "native_bf16", lambda device_type="cpu": True)
-    assert precision.resolve_precision("auto", "cuda") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # Ampere and later
+    assert precision.resolve_precision("auto", "cuda") == "bf16" and precision.resolve_precision("bf16", "cuda") == "bf16"

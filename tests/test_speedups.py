@@ -177,11 +177,16 @@ def test_cpu_bf16_detection_from_cpuinfo(extra, capability, native):
     assert native_bf16("cpu", "bugs\t: avx512_bf16\n", "AVX2") is False  # only the flags line counts
 
 
-def test_cuda_bf16_detection_asks_torch(monkeypatch):
+def test_cuda_bf16_detection_asks_torch_without_emulation(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for supported in (True, False):
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, supported=supported: supported)
         assert native_bf16("cuda") is supported
+    # A T4 or V100 emulates bf16: torch's default says True there, but it is not native.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert native_bf16("cuda") is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert native_bf16("cuda") is False
 
 
 def test_bad_settings_are_reported_together():
