@@ -16,8 +16,9 @@ import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from peftspace import Design
+from peftspace.design import PeftspaceError
 from peftspace.formats import make_format
-from peftspace.packing import PackedModel, PackingError, design_copy, run_packed
+from peftspace.packing import PackedModel, PackingError, design_copy, run_packed, train_packed
 from peftspace.trial import Schedule, TrialCache, run_trial
 
 LORA_TOP = Design(name="lora-top", grouping="uniform", num_groups=3, tuned_groups=(2,), strategies=("L", "L", "L"))
@@ -171,3 +172,85 @@ def test_unsupported_packs_are_refused_clearly(sst2, pack):
     with pytest.raises(PackingError, match="at least one row"):
         packed.losses(batch, [6, 0, 0])
     assert math.isfinite(sum(packed.losses(batch, [1, 2, 3])).item())
+
+
+class DeviceCheckingCache(NoDropoutCache):
+    """Remembers the device each model is asked for, and hooks every module to check its tensors are on ``expected``."""
+
+    def __init__(self, expected: torch.device):
+        super().__init__(max_models=0)
+        self.asked, self.checked, self.wrong = [], [0], []
+
+        def check(module, args, kwargs):  # a function, not a method: deep copies of the modules must share it
+            tensors = [t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
+            tensors += list(module.parameters(recurse=False)) + list(module.buffers(recurse=False))
+            self.wrong.extend(f"{type(module).__name__}: {t.device}" for t in tensors if t.device != expected)
+            self.checked[0] += len(tensors)
+
+        self.check = check
+
+    def model(self, backbone, model_class, kwargs, device="cpu"):
+        self.asked.append(device)
+        model, newly_initialized = super().model(backbone, model_class, kwargs, device)
+        for module in model.modules():  # copies keep the hooks: the designs' models and the packed host are checked too
+            module.register_forward_pre_hook(self.check, with_kwargs=True)
+        return model, newly_initialized
+
+
+def test_a_pack_runs_on_the_device_it_is_given(tiny_bert, sst2):
+    cache = DeviceCheckingCache(torch.device("cpu"))
+    trained = train_packed(DESIGNS, tiny_bert, sst2, TINY, SEEDS, cache=cache, device="cpu")
+    assert cache.asked == [torch.device("cpu")]  # the pristine model was loaded for the pack's device
+    assert [t.record["status"] for t in trained] == ["ok"] * len(DESIGNS)
+    assert [t.record["device"] for t in trained] == ["cpu"] * len(DESIGNS)
+    for t in trained:
+        assert {x.device.type for x in (*t.model.parameters(), *t.model.buffers())} == {"cpu"}
+    assert cache.checked[0] > 100 and cache.wrong == []  # every forward: training the pack and scoring each design
+
+
+def test_a_cuda_pack_without_cuda_is_one_clear_error(tiny_bert, sst2, monkeypatch):
+    class LoadsNothing(TrialCache):
+        def model(self, *args, **kwargs):
+            raise AssertionError("the pack loaded its model before checking its device")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine as one without CUDA, whatever it has
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(PeftspaceError) as raised:
+            run_packed(DESIGNS, tiny_bert, sst2, TINY, SEEDS, cache=LoadsNothing(max_models=0), device=device)
+        assert f"device={device!r} asks for a CUDA GPU, but torch sees none on this machine" in str(raised.value)
+        assert "use --device cpu" in str(raised.value)
+
+
+def test_fp16_packs_scale_each_design_as_its_trial_alone(tiny_bert, sst2, monkeypatch):
+    """fp16 (a GPU without bf16) forced on the CPU, whose autocast does fp16 too: each design keeps its own scaler.
+
+    The scalers start at 2**20, where these tiny fp16 steps overflow: the first steps are skipped (each
+    halving the scale) and the later ones taken, so a loss left unscaled or a scaler shared by the
+    designs would show in the scales or the losses.
+    """
+    import peftspace.packing
+    import peftspace.trial
+
+    scalers, init_scale = [], 2.0 ** 20
+
+    def kept_scaler(precision, device_type="cpu"):
+        assert precision == "fp16"
+        scalers.append(torch.amp.GradScaler(device_type, init_scale=init_scale))
+        return scalers[-1]
+
+    for module in (peftspace.packing, peftspace.trial):
+        monkeypatch.setattr(module, "resolve_precision", lambda precision, device_type="cpu": "fp16")
+        monkeypatch.setattr(module, "grad_scaler", kept_scaler)
+    cache = NoDropoutCache(max_models=0)
+    designs, seeds = DESIGNS[:2], SEEDS[:2]
+    packed = run_packed(designs, tiny_bert, sst2, TINY, seeds, cache=cache, device="cpu")
+    assert len(scalers) == len(designs) and scalers[0] is not scalers[1]
+    alone = [run_trial(d, tiny_bert, sst2, TINY, s, cache=cache, device="cpu") for d, s in zip(designs, seeds)]
+    for i, (record, expected) in enumerate(zip(packed, alone)):
+        assert record["status"] == expected["status"] == "ok" and record["precision"] == expected["precision"] == "fp16"
+        assert [step for step, _ in record["losses"]] == [step for step, _ in expected["losses"]]
+        for (_, got), (_, wanted) in zip(record["losses"], expected["losses"]):
+            assert got == pytest.approx(wanted, abs=2e-3)  # fp16 rounds the packed and the lone batches differently
+        assert init_scale / 2 ** TINY.max_steps < scalers[i].get_scale() < init_scale  # some steps skipped, not all
+        assert scalers[i].get_scale() == scalers[len(designs) + i].get_scale()  # the same steps skipped alone

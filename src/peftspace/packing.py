@@ -9,6 +9,8 @@ hooks to that design's slice of the module's input and output. Prefixed attentio
 their attention per slice with each design's implementation; the task head runs per slice.
 A design's loss is the mean over its own slice, so its loss and gradients are those it gets
 alone (padding to the common length is masked; dropout streams differ, so compare with it off).
+A pack runs on one ``device``, as a trial does: the models, batches and precision are that device's,
+and with fp16 each design keeps its own gradient scaler, so a design's skipped steps are its own.
 
 Only the slicing is new: the strategies' modules and hooks are the ones ``peftspace.apply``
 made, untouched, and each design's model stays usable (and is evaluated) on its own.
@@ -34,7 +36,7 @@ from peftspace.batching import batch_stream
 from peftspace.design import PeftspaceError
 from peftspace.families import FAMILIES, base_model, family_map
 from peftspace.formats import make_format
-from peftspace.precision import autocast, resolve_precision
+from peftspace.precision import autocast, clipped_step, grad_scaler, resolve_precision
 from peftspace.strategies import prefix as prefix_strategy
 from peftspace.strategies._hooks import PREFIX
 from peftspace.tasks import TaskData
@@ -246,19 +248,20 @@ class _Member:
 
     def __init__(self, design, seed: int, data, record: dict):
         self.design, self.seed, self.data, self.record = design, seed, data, record
-        self.model = self.params = self.optimizer = self.scheduler = self.batches = self.train = self.encodings = None
+        self.model = self.params = self.optimizer = self.scheduler = self.scaler = None
+        self.batches = self.train = self.encodings = None
         self.total, self.losses = 0, []
 
 
 def run_packed(designs: list, backbone: str, task, schedule=None, seeds: list[int] | None = None, data_dir=None,
-               *, cache=None) -> list[dict]:
+               *, cache=None, device: str = "auto") -> list[dict]:
     """``run_trial`` for several designs trained packed together: one record per design."""
-    return [t.record for t in train_packed(designs, backbone, task, schedule, seeds, data_dir, cache=cache)]
+    return [t.record for t in train_packed(designs, backbone, task, schedule, seeds, data_dir, cache=cache, device=device)]
 
 
 def train_packed(designs: list, backbone: str, task, schedule=None, seeds: list[int] | None = None, data_dir=None,
-                 *, cache=None) -> list:
-    """Train ``designs`` together, each from its own seed (default ``0..n-1``), and score each alone.
+                 *, cache=None, device: str = "auto") -> list:
+    """Train ``designs`` together on ``device``, each from its own seed (default ``0..n-1``), and score each alone.
 
     Each design gets what ``train_trial`` would give it alone with its seed: the same head and
     design initialization, task split, training examples and batch order, optimizer (with its
@@ -268,8 +271,12 @@ def train_packed(designs: list, backbone: str, task, schedule=None, seeds: list[
     trains (the record says ``frozen_bottom: None``), whatever the schedule asks.
     A design whose loss becomes NaN/inf fails alone at that step; the others train on. Returns
     one ``TrainedTrial`` per design; its record is ``run_trial``'s plus ``packed_with`` (the
-    number of designs packed), and ``wall_time_s`` is the whole pack's.
+    number of designs packed), and ``wall_time_s`` is the whole pack's. ``device``: as ``run_trial``'s
+    (``peftspace.devices.resolve_device``).
     """
+    from peftspace.devices import resolve_device
+
+    device = resolve_device(device)  # first, so a missing GPU is one clear error before anything loads
     schedule = Schedule() if schedule is None else schedule
     if schedule.mid_validation:
         raise PackingError("packed designs are scored only once trained; use a schedule with mid_validation=False")
@@ -289,9 +296,9 @@ def train_packed(designs: list, backbone: str, task, schedule=None, seeds: list[
             "seed": seed, "design": design.to_dict(), "schedule": schedule.to_dict(), "splits": data.sizes,
             "data_source": data.source, "data_notes": list(data.notes), "versions": versions(), "packed_with": len(designs),
             "frozen_bottom": None,  # packed, every block runs (with its dropout): frozen_bottom='off' semantics
-            "mid_validation_score": None, "mid_validation_metrics": None}))
-    fmt, pristine = _build(members, backbone, schedule, cache)
-    with torch.random.fork_rng(devices=[]):
+            "mid_validation_score": None, "mid_validation_metrics": None, "device": str(device)}))
+    fmt, pristine = _build(members, backbone, schedule, cache, device)
+    with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(seeds[0])  # dropout's one stream
         _train(members, pristine, fmt, schedule)
     for member in members:
@@ -310,7 +317,7 @@ def design_copy(pristine: nn.Module, design, seed: int, fmt, newly_initialized: 
     the model, the plan and the head's parameters (trainable, like the design's).
     """
     heads = fmt.head_parameters(pristine) + [p for n, p in pristine.named_parameters() if n in newly_initialized]
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=_rng_devices(next(pristine.parameters()).device)):
         torch.manual_seed(seed)  # the trial's stream, in its order: the head, then the design's modules
         model = shared_copy(pristine, own=heads)
         _initialize_head(model, newly_initialized)
@@ -322,19 +329,23 @@ def design_copy(pristine: nn.Module, design, seed: int, fmt, newly_initialized: 
     return model, plan, list(head.values())
 
 
-def _build(members: list[_Member], backbone: str, schedule, cache):
+def _rng_devices(device: torch.device) -> list:
+    """The GPUs whose RNG state a fork must also restore: seeding reseeds them, and modules made there draw there."""
+    return [device] if device.type == "cuda" else []
+
+
+def _build(members: list[_Member], backbone: str, schedule, cache, device: torch.device):
     """The format, the pristine model, and each member's model, optimizer and batches, as ``trial`` builds them."""
     format_name = schedule.format or "head"
     if format_name != "head":
         raise PackingError(f"packing trains the 'head' format only; this schedule asks for {format_name!r}")
     tokenizer = cache.tokenizer(backbone)
     fmt = make_format(format_name, members[0].data.spec, tokenizer, schedule.max_length, schedule.max_target_length)
-    pristine, newly_initialized = cache.model(backbone, fmt.model_class(), fmt.model_kwargs())  # this pack's own
+    pristine, newly_initialized = cache.model(backbone, fmt.model_class(), fmt.model_kwargs(), device)  # this pack's own
     _check_model(pristine)
     if getattr(pristine.config, "pad_token_id", None) is None:
         pristine.config.pad_token_id = tokenizer.pad_token_id
-    device = next(pristine.parameters()).device.type
-    precision = resolve_precision(schedule.precision, device)
+    precision = resolve_precision(schedule.precision, device.type)
     for m in members:
         m.model, plan, head = design_copy(pristine, m.design, m.seed, fmt, newly_initialized)
         head_ids = {id(p) for p in head}
@@ -347,6 +358,7 @@ def _build(members: list[_Member], backbone: str, schedule, cache):
         m.train = _subsample_indices(len(m.data.train), schedule.max_train_examples, np.random.default_rng(m.seed))
         m.optimizer = torch.optim.AdamW(parameter_groups(m.model, design_params, head, schedule),
                                         weight_decay=schedule.weight_decay)
+        m.scaler = grad_scaler(precision, device.type)
         m.total = schedule.max_steps or max(1, math.ceil(schedule.epochs * math.ceil(len(m.train) / schedule.batch_size)))
         warmup = int(schedule.warmup_ratio * m.total)
         m.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -361,24 +373,23 @@ def _train(members: list[_Member], pristine: nn.Module, fmt, schedule) -> None:
     """The trial loop on packed batches; a design whose loss is not finite leaves the pack at that step."""
     live = list(members)
     packed = PackedModel(pristine, [m.model for m in live]).train()
-    device = next(pristine.parameters()).device.type
+    on = next(pristine.parameters()).device
     for step in range(max(m.total for m in members)):
         picks = [[m.train[i] for i in next(m.batches)] for m in live]
         batch = fmt.collate([e for m, p in zip(live, picks) for e in m.encodings.get("train", p)],
-                            [m.data.train[i] for m, p in zip(live, picks) for i in p])
-        with autocast(live[0].record["precision"], device):
+                            [m.data.train[i] for m, p in zip(live, picks) for i in p]).to(on)
+        with autocast(live[0].record["precision"], on.type):
             losses = packed.losses(batch, [len(p) for p in picks])
         values = torch.stack([loss.detach().float() for loss in losses]).tolist()  # one sync for all designs
         kept = [(m, loss, value) for m, loss, value in zip(live, losses, values) if math.isfinite(value)]
-        if kept:
-            sum(loss for _, loss, _ in kept).backward()
+        if kept:  # with fp16, each loss scaled by its own design's scaler: its gradients are as it gets them alone
+            sum(loss if m.scaler is None else m.scaler.scale(loss) for m, loss, _ in kept).backward()
         for m, value in zip(live, values):
             if not math.isfinite(value):
                 m.record["status"], m.record["reason"] = "failed", f"loss became {value} at step {step}"
                 m.model = None
         for m, _, value in kept:
-            torch.nn.utils.clip_grad_norm_(m.params, schedule.max_grad_norm)
-            m.optimizer.step()
+            clipped_step(m.optimizer, m.params, schedule.max_grad_norm, m.scaler)
             m.scheduler.step()
             m.optimizer.zero_grad(set_to_none=True)
             if step % schedule.log_every == 0 or step == m.total - 1:
