@@ -161,6 +161,122 @@ def run_baseline(designs: list[Design], args, schedule, workdir: Path, strong: b
             "total_s": time.perf_counter() - started}
 
 
+def lowest_layer(config, design: Design) -> int:
+    """The lowest layer a design puts LoRA on: autograd's backward stops there, on every side."""
+    return min(layer_ranks(config, design))
+
+
+def run_floor(designs: list[Design], args, schedule) -> dict:
+    """The least any loop can spend on this sweep's steps: no design, no optimizer, nothing but the compute.
+
+    One process, the model loaded once. Per design: our batches (the trial's seed, bucketing and padding),
+    forward under our precision with fast dropout and backward through the frozen backbone down to the
+    design's lowest LoRA layer (where the peers' and our backward stop too), without weight gradients;
+    then the GLUE dev set forward in length order, as both sides score it. LoRA's own compute (rank <= 74
+    on 384 wide, a few percent) is left out, so the floor is below what either side can do. ``bottom_s``
+    is the forward of the embeddings and the blocks below that layer: the most that sharing the frozen
+    bottom between designs that see the same batches could save.
+    """
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from peftspace.batching import batch_stream
+    from peftspace.dropout import use_fast_dropout
+    from peftspace.formats import make_format
+    from peftspace.models import load_backbone, load_tokenizer
+    from peftspace.precision import autocast, resolve_precision
+    from peftspace.tasks import load_task
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    config = load_config(MODEL)
+    data = load_task(TASK, args.data_dir, seed=args.seed)
+    fmt = make_format("head", data.spec, load_tokenizer(MODEL), schedule.max_length)
+    train = [fmt.encode(e) for e in data.train]
+    dev_order = sorted(range(len(data.test)), key=lambda i: len(fmt.encode(data.test[i])["input_ids"]))
+    dev = [fmt.encode(data.test[i]) for i in dev_order]
+    model = load_backbone(MODEL, AutoModelForSequenceClassification, num_labels=len(data.spec.labels)).to(args.device)
+    model.requires_grad_(False)
+    use_fast_dropout(model)
+    precision = resolve_precision(schedule.precision, args.device)
+    base, blocks = model.bert, model.bert.encoder.layer
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    clock = {"start": 0.0, "bottom": 0.0}
+
+    def bottom_starts(module, inputs):
+        sync()
+        clock["start"] = time.perf_counter()
+
+    def bottom_ends(module, inputs, output):
+        sync()
+        clock["bottom"] += time.perf_counter() - clock["start"]
+
+    def needs_grad(module, inputs, kwargs):  # the states entering the lowest LoRA layer: backward stops below them
+        hidden = inputs[0] if inputs else kwargs["hidden_states"]
+        hidden.requires_grad_(True)
+
+    def tracked(index):  # which blocks' outputs autograd tracks in a design's first step: its backward's reach
+        def hook(module, inputs, output):
+            states = output[0] if isinstance(output, tuple) else output
+            if states.requires_grad:
+                seen.add(index)
+        return hook
+
+    base.embeddings.register_forward_pre_hook(bottom_starts)
+    shared = time.perf_counter() - started
+    rows = []
+    for i, design in enumerate(designs):
+        lowest = lowest_layer(config, design)
+        hooks = [blocks[lowest].register_forward_pre_hook(needs_grad, with_kwargs=True),
+                 (blocks[lowest - 1] if lowest else base.embeddings).register_forward_hook(bottom_ends)]
+        clock["bottom"] = 0.0
+        generator = torch.Generator().manual_seed(args.seed + i)  # design i's trial seed, as the sweep gives it
+        stream = batch_stream(len(train), schedule.batch_size, schedule.bucket_window, generator,
+                              lambda chunk: [len(train[j]["input_ids"]) for j in chunk])
+        seen: set[int] = set()
+        watching = [block.register_forward_hook(tracked(b)) for b, block in enumerate(blocks)]
+        begin = time.perf_counter()
+        model.train()
+        for step in range(schedule.max_steps):
+            if step == 1:
+                for hook in watching:
+                    hook.remove()
+            picked = next(stream)
+            batch = fmt.collate([train[j] for j in picked], [data.train[j] for j in picked]).to(args.device)
+            with autocast(precision, args.device):
+                loss = model(**batch.inputs).loss
+            loss.backward()
+        sync()
+        trained = time.perf_counter()
+        for hook in watching:  # (a one-step run leaves them on until here)
+            hook.remove()
+        bottom = clock["bottom"]
+        model.eval()
+        predictions = []
+        with torch.no_grad(), autocast(precision, args.device):
+            for start in range(0, len(dev), schedule.eval_batch_size):
+                chunk = dev_order[start:start + schedule.eval_batch_size]
+                batch = fmt.collate(dev[start:start + schedule.eval_batch_size], [data.test[j] for j in chunk]).to(args.device)
+                predictions += model(**{k: v for k, v in batch.inputs.items() if k != "labels"}).logits.argmax(-1).tolist()
+        sync()
+        end = time.perf_counter()
+        for hook in hooks:
+            hook.remove()
+        assert len(predictions) == len(data.test) and np.isfinite(loss.item())
+        rows.append({"lowest_layer": lowest, "tracked_blocks": sorted(seen), "seconds": end - begin, "train_s": trained - begin, "score_s": end - trained,
+                     "bottom_s": bottom})
+    return {"precision": precision, "rows": rows, "shared_s": shared, "total_s": time.perf_counter() - started}
+
+
+def run_floor_apart(designs: list[Design], args, schedule) -> dict:
+    """``run_floor`` in a fresh process: no kernel the peers' run warmed up in this one is ready for it."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(run_floor, (designs, args, schedule))
+
+
 def our_schedule(args, changes: dict | None = None):
     """Our side's schedule: the benchmark's numbers, then --schedule, then an ablation row's ``changes``.
 
@@ -242,6 +358,33 @@ def print_table(designs, config, peers: list[dict], ours_runs) -> None:
                   f"{mean_difference(ours, peer):+.2f} points")
 
 
+def after_first(run: dict) -> float:
+    """Seconds of a run's trials after the first: the first pays the process's one-time kernel warm-up."""
+    return sum(row["seconds"] for row in run["rows"][1:])
+
+
+def print_floor(floor: dict, peer: dict, ours: dict) -> None:
+    """Per design the floor's seconds beside the strong peer's and ours; the ratios that bound any speed-up."""
+    print(f"\nfloor: our batches through the frozen backbone ({floor['precision']}, fast dropout), backward down to each "
+          "design's lowest LoRA layer, no weight gradients, no optimizer; then GLUE dev forward; one process, model "
+          "loaded once")
+    print(f"{'#':>2} {'lowest':>6} {'floor s':>8} {'train':>6} {'score':>6} {'bottom':>7} {'strong s':>9} {'ours s':>7}")
+    for i, row in enumerate(floor["rows"]):
+        print(f"{i:>2} {row['lowest_layer']:>6} {row['seconds']:>8.1f} {row['train_s']:>6.1f} {row['score_s']:>6.1f} "
+              f"{row['bottom_s']:>7.1f} {peer['rows'][i]['seconds']:>9.1f} {ours['rows'][i]['seconds']:>7.1f}")
+    trials = sum(row["seconds"] for row in floor["rows"])
+    later = sum(row["seconds"] for row in floor["rows"][1:])
+    bottom = sum(row["bottom_s"] for row in floor["rows"])
+    print(f"trials, all: floor {trials:.1f} s; strong peer / floor {sum(r['seconds'] for r in peer['rows']) / trials:.2f}x, "
+          f"ours / floor {sum(r['seconds'] for r in ours['rows']) / trials:.2f}x")
+    if len(floor["rows"]) > 1:
+        print(f"trials after the first: floor {later:.1f} s; strong peer / floor {after_first(peer) / later:.2f}x (the most "
+              f"any loop doing these steps could gain on the peer), ours / floor {after_first(ours) / later:.2f}x, "
+              f"strong peer / ours {after_first(peer) / after_first(ours):.2f}x")
+    print(f"frozen bottoms (embeddings and blocks below each design's lowest LoRA layer, forward): {bottom:.1f} s of the "
+          f"floor's {trials:.1f} s ({100 * bottom / trials:.0f}%): the most that sharing them between designs could save")
+
+
 def mean_difference(run: dict, peer: dict) -> float:
     """Mean accuracy of ``run``'s designs minus ``peer``'s, in points."""
     diffs = [o["accuracy"] - b["accuracy"] for o, b in zip(run["rows"], peer["rows"], strict=True)]
@@ -265,6 +408,8 @@ def parse_args():
                         help="also run the weak peer: Trainer in fp32 with random batches, dev in file order")
     parser.add_argument("--ablation", action="store_true",
                         help="also run our side (1 worker) with one speed-up changed per row (see ABLATIONS)")
+    parser.add_argument("--no-floor", dest="floor", action="store_false",
+                        help="skip the floor (the sweep's steps and scoring through the frozen backbone, nothing else)")
     parser.add_argument("--json", help="also write every number to this file")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="where both sides train (cuda: Trainer in bf16 with length grouping; --workers auto: one per GPU)")
@@ -361,9 +506,13 @@ def main() -> None:
         peers = [run_baseline(designs, args, schedule, Path(tmp), strong=True)]
         if args.weak_peer:
             peers.append(run_baseline(designs, args, schedule, Path(tmp), strong=False))
+        floor = run_floor_apart(designs, args, schedule) if args.floor else None
         ours_runs = [run_ours(designs, args, workers, Path(tmp)) for workers in args.workers]
         ablation = {name: run_ours(designs, args, 1, Path(tmp), changes, f"-{i}") for i, (name, changes) in enumerate(ablations)}
     print_table(designs, config, peers, ours_runs)
+    one_worker = next((run for run in ours_runs if run["workers"] == 1), ours_runs[0])
+    if floor is not None:
+        print_floor(floor, peers[0], one_worker)
     if ablation:
         print_ablation(peers[0], next(run for run in ours_runs if run["workers"] == 1), ablation)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
@@ -385,7 +534,7 @@ def main() -> None:
             "args": {k: v for k, v in vars(args).items()}, "space": SPACE.to_dict(), "schedule": schedule.to_dict(),
             "designs": [d.to_dict() for d in designs], "ranks": [layer_ranks(config, d) for d in designs],
             "baseline": peers[0], "weak_peer": peers[1] if args.weak_peer else None, "ours": ours_runs,
-            "ablation": ablation}, indent=2) + "\n")
+            "ablation": ablation, "floor": floor}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -123,3 +123,21 @@ def test_real_length_steps_are_summarised_per_pass_over_the_batches():
     times = [10.0, 30.0, 12.0, 28.0, 50.0]  # two batch shapes alternating, then a partial pass
     assert step.cycle_means(times, 2) == [20.0, 20.0]
     assert step.median_iqr([20.0]) == (20.0, 0.0)
+
+
+def test_the_sweep_floor_stops_each_designs_backward_at_its_lowest_lora_layer(monkeypatch, data_dir):
+    """The floor runs our batches for each design, and its backward reaches exactly the layers the design tunes."""
+    from peftspace.design.space import sample
+    from peftspace.families import backbone_spec
+
+    args = _args(monkeypatch, "--steps", "2", "--designs", "2", "--threads", "2", "--data-dir", str(data_dir))
+    config = sweep.load_config(sweep.MODEL)
+    designs = sample(sweep.SPACE, 2, args.seed, backbone_spec(config))
+    # Seed 0's first two designs, read off their per-layer ranks: LoRA from layer 2 up, and on layer 0.
+    assert [sweep.layer_ranks(config, d) for d in designs] == [{2: 37, 3: 25, 5: 12}, {0: 12, 3: 25, 4: 37}]
+    floor = sweep.run_floor(designs, args, sweep.our_schedule(args))
+    assert [row["lowest_layer"] for row in floor["rows"]] == [2, 0]
+    # blocks whose output autograd tracks: the backward runs through these and no others
+    assert [row["tracked_blocks"] for row in floor["rows"]] == [[2, 3, 4, 5], [0, 1, 2, 3, 4, 5]]
+    for row in floor["rows"]:
+        assert row["seconds"] >= row["train_s"] + row["score_s"] and 0 < row["bottom_s"] < row["train_s"]
