@@ -82,7 +82,7 @@ def peer_arguments(strong: bool, device: str) -> dict:
     if not strong:
         return place
     if device == "cuda":
-        mixed = {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+        mixed = {"bf16": True} if native_bf16("cuda") else {"fp16": True}  # as our "auto": emulated bf16 is not bf16
     else:  # Trainer takes bf16 with use_cpu (CPU autocast); where the CPU lacks native bf16, fp32, as our "auto"
         mixed = {"bf16": True} if native_bf16("cpu") else {}
     # transformers 5 names the sampler ``train_sampling_strategy``; 4.x had ``group_by_length=True``.
