@@ -32,7 +32,7 @@ from peftspace.cache import Encodings, TrialCache
 from peftspace.design import Design, PeftspaceError
 from peftspace.dropout import use_fast_dropout
 from peftspace.frozen_bottom import frozen_layers, serve
-from peftspace.precision import autocast, grad_scaler, native_bf16, resolve_precision
+from peftspace.precision import autocast, clipped_step, grad_scaler, native_bf16, resolve_precision
 from peftspace.schedule import Schedule
 
 __all__ = ["Encodings", "Schedule", "TrialCache", "TrialFailed", "TrainedTrial", "batch_stream", "evaluate", "native_bf16",
@@ -213,16 +213,8 @@ def _train(model, fmt, data, encodings, train, schedule, seed, total, precision,
             loss = fmt.loss(model, batch)
         if not torch.isfinite(loss):
             raise TrialFailed(f"loss became {loss.item()} at step {step}")
-        if scaler is None:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm)
-            optimizer.step()
-        else:  # fp16: scaled gradients, unscaled before clipping; a step with inf gradients is skipped
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
+        (loss if scaler is None else scaler.scale(loss)).backward()  # fp16: scaled, unscaled in clipped_step
+        clipped_step(optimizer, params, schedule.max_grad_norm, scaler)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         if step % schedule.log_every == 0 or step == total - 1:
