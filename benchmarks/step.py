@@ -367,7 +367,7 @@ def table(report: dict) -> str:
         lines.append(f"| {r['row']} | {r['precision']} | {r['dropout']} | {r['median_ms']:.0f} | {r['iqr_ms']:.0f} | "
                      f"{_ratio(r['vs_floor'])} | {_ratio(r['vs_peft'])} | {r['trainable']:,} | "
                      f"{r['peak_over_loaded_mib']:.0f} | {r['peak_rss_mib']:.0f} |")
-    return "\n".join(lines + [""] + worst_single_strategy(report))
+    return "\n".join(lines + [""] + worst_single_strategy(report) + floor_bound(report))
 
 
 def worst_single_strategy(report: dict) -> list[str]:
@@ -387,6 +387,27 @@ def worst_single_strategy(report: dict) -> list[str]:
                     line += f" at most {worst[key]:.2f}x {what} ({worst['row']});"
             lines.append(line.rstrip(";:"))
     return lines
+
+
+def floor_bound(report: dict) -> list[str]:
+    """How close to peft any design doing the floor's work can get: the bf16 floor (fast dropout, our default)
+    over peft's bf16 LoRA step as users run it (torch's dropout) and with our dropout; then our slowest
+    single-strategy design (bf16, fast dropout) against peft as users run it."""
+    medians = {r["row"]: r["median_ms"] for r in report["rows"]}
+    floor, users, same = (medians.get(f"{FLOOR} bf16 fast-dropout"), medians.get(f"{PEFT} bf16"),
+                          medians.get(f"{PEFT} bf16 fast-dropout"))
+    if floor is None or (users is None and same is None):
+        return []
+    parts = [f"{floor / users:.2f}x peft's bf16 LoRA as users run it (torch dropout)" if users else None,
+             f"{floor / same:.2f}x peft's bf16 LoRA with fast dropout" if same else None]
+    line = (f"the bf16 frozen floor (fast dropout) is {' and '.join(p for p in parts if p)}: "
+            "no design doing the floor's work can go below these ratios")
+    ours = [r for r in report["rows"] if VARIANTS[r["row"]].base in SINGLE_STRATEGY and r["precision"] == "bf16"
+            and r["dropout"] == "fast"]
+    if ours and users:
+        worst = max(ours, key=lambda r: r["median_ms"])
+        line += f"; our single-strategy designs at most {worst['median_ms'] / users:.2f}x peft as users run it ({worst['row']})"
+    return [line]
 
 
 def main() -> None:

@@ -141,3 +141,18 @@ def test_the_sweep_floor_stops_each_designs_backward_at_its_lowest_lora_layer(mo
     assert [row["tracked_blocks"] for row in floor["rows"]] == [[2, 3, 4, 5], [0, 1, 2, 3, 4, 5]]
     for row in floor["rows"]:
         assert row["seconds"] >= row["train_s"] + row["score_s"] and 0 < row["bottom_s"] < row["train_s"]
+
+
+@pytest.mark.parametrize("recorded", ["step-fixed64.json", "step-real-bf16.json"])
+def test_the_step_summary_states_how_close_to_peft_the_floor_itself_gets(recorded):
+    import json
+
+    report = json.loads((BENCHMARKS.parent / "docs" / "performance" / recorded).read_text())
+    ms = {r["row"]: r["median_ms"] for r in report["rows"]}
+    floor, users, same = ms["frozen floor bf16 fast-dropout"], ms["peft LoRA bf16"], ms["peft LoRA bf16 fast-dropout"]
+    slowest = max(("adapter bf16", "prefix bf16", "bitfit bf16", "lora bf16"), key=ms.get)
+    (line,) = step.floor_bound(report)
+    assert line.startswith(f"the bf16 frozen floor (fast dropout) is {floor / users:.2f}x peft's bf16 LoRA as users run it "
+                           f"(torch dropout) and {floor / same:.2f}x peft's bf16 LoRA with fast dropout")
+    assert line.endswith(f"at most {ms[slowest] / users:.2f}x peft as users run it ({slowest})")
+    assert line in step.table(report)
