@@ -193,3 +193,50 @@ def test_a_following_worker_with_nothing_to_do_stops_after_its_idle_timeout(tmp_
     assert time.monotonic() - started < 30
     with pytest.raises(SweepError, match="idle_timeout=-1 must be >= 0"):
         follow_sweeps(url, "nobody/*", data_dir, idle_timeout=-1)
+
+
+def test_a_worker_opens_its_store_once_for_every_study_and_loads_no_data_for_finished_ones(tmp_path, data_dir, monkeypatch):
+    """Three sweeps in one store: the store opened twice (plain, with the heartbeat), not four times per study;
+    a second pass over the finished sweeps (what a follower does on every poll) loads no task at all."""
+    import peftspace.sweep.worker as worker
+    import peftspace.tasks
+
+    url = f"sqlite:///{tmp_path}/many.db"
+    for name in ("m1", "m2", "m3"):
+        queue_sweep(resolve_space("S0"), "minilm", ["rte"], None, 0, url, name, designs=DESIGNS[:2])
+    stub(monkeypatch, lambda seed, task: record(70.0))
+    opened, loaded = [], []
+    real_open, real_load = worker.open_storage, peftspace.tasks.load_task
+    monkeypatch.setattr(worker, "open_storage", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    monkeypatch.setattr(peftspace.tasks, "load_task", lambda *a, **k: loaded.append(a[0]) or real_load(*a, **k))
+
+    assert run_worker(url, ["m1", "m2", "m3"], data_dir) == 6
+    assert len(opened) == 2 and loaded == ["rte"]
+    assert all(sweep_status(url, name)["designs"]["complete"] == 2 for name in ("m1", "m2", "m3"))
+    opened.clear(), loaded.clear()
+    assert run_worker(url, ["m1", "m2", "m3"], data_dir) == 0
+    assert len(opened) == 2 and loaded == []
+
+
+def test_a_spawned_worker_ends_with_the_worker_s_exit_code_and_its_error_reaches_the_parent(tmp_path, data_dir,
+                                                                                             monkeypatch):
+    """The spawn target ends its process with ``os._exit``: 0 after a finished queue, 2 with the error sent
+    to the parent when the store cannot be opened."""
+    import multiprocessing
+
+    from peftspace.sweep.worker import spawned_worker
+
+    url = _queued(tmp_path, n=1)
+    stub(monkeypatch, lambda seed, task: record(70.0))
+    assert run_worker(url, "w", data_dir) == 1  # nothing left for the spawned one
+    context = multiprocessing.get_context("spawn")
+    errors = context.SimpleQueue()
+    outcomes = []
+    for storage in (url, f"sqlite:///{tmp_path}/no-such-dir/x.db"):
+        process = context.Process(target=spawned_worker, args=(storage, ["w"], str(data_dir), 1, errors, 5, "cpu", {}))
+        process.start()
+        process.join(timeout=120)
+        outcomes.append(process.exitcode)
+    assert outcomes == [0, 2]
+    message = errors.get()
+    assert "cannot open storage" in message and "no-such-dir" in message and errors.empty()

@@ -207,15 +207,15 @@ def study_names(storage) -> list[str]:
     return sorted(optuna.get_all_study_names(storage))
 
 
-def matching_sweeps(url: str, patterns: str) -> list[str]:
+def matching_sweeps(url: str, patterns: str, store=None) -> list[str]:
     """The sweeps named by comma-separated names or shell patterns (``NAME/S1/*``), each once, in the order given.
 
     A pattern matches only peftspace sweeps (so ``NAME/*`` skips a discovery's log study); a name
-    that matches nothing is an error listing the studies there.
+    that matches nothing is an error listing the studies there. ``store``: ``url`` already opened.
     """
     import fnmatch
 
-    store = open_storage(url)
+    store = open_storage(url) if store is None else store
     sweeps = sorted(s.study_name for s in retrying(store.get_all_studies) if DEFINITION_ATTR in s.user_attrs)
     found: list[str] = []
     for pattern in (p.strip() for p in patterns.split(",") if p.strip()):

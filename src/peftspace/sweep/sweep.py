@@ -241,12 +241,14 @@ def _create_study(store, study_name: str):
 def _run_processes(url, study_names, data_dir, slots, counts, progress, max_consecutive_failures) -> None:
     import multiprocessing
 
-    from peftspace.sweep.worker import worker_process
+    from multiprocessing.connection import wait
+
+    from peftspace.sweep.worker import spawned_worker
 
     context = multiprocessing.get_context("spawn")
     errors = context.SimpleQueue()
     arguments = (url, list(study_names), str(data_dir) if data_dir else None)
-    processes = [context.Process(target=worker_process, name=f"peftspace-worker-{i}",
+    processes = [context.Process(target=spawned_worker, name=f"peftspace-worker-{i}",
                                  args=(*arguments, slot.threads, errors, max_consecutive_failures, slot.device, slot.env))
                  for i, slot in enumerate(slots)]
     workers = len(processes)
@@ -256,7 +258,7 @@ def _run_processes(url, study_names, data_dir, slots, counts, progress, max_cons
         while any(p.is_alive() for p in processes):
             if progress is not None:
                 progress(counts())
-            time.sleep(1.0)
+            wait([p.sentinel for p in processes if p.is_alive()], timeout=1.0)  # back as soon as the last one ends
     except KeyboardInterrupt:  # the workers got it too: they fail and re-queue their trials, then stop
         for process in processes:
             process.join(timeout=30)

@@ -51,6 +51,27 @@ class _Heartbeat:
         self.thread.join()
 
 
+class _Stores:
+    """The stores a worker has opened, one per URL and heartbeat, reused by every study it runs.
+
+    Opening an ``RDBStorage`` costs about 0.2 s (Optuna creates and checks the schema), which a worker
+    otherwise paid four times per study, and a follower on every poll.
+    """
+
+    def __init__(self):
+        self.opened: dict = {}
+
+    def get(self, url: str, heartbeat=None):
+        if (url, heartbeat) not in self.opened:
+            self.opened[url, heartbeat] = open_storage(url, heartbeat)
+        return self.opened[url, heartbeat]
+
+    def close(self) -> None:
+        for storage in self.opened.values():
+            storage.engine.dispose()  # closes the connections: a server sees a clean goodbye, not a dropped socket
+        self.opened.clear()
+
+
 class _FailureStreak:
     """The reasons of the trials that raised one after the other; at ``limit`` of them, the worker stops."""
 
@@ -100,6 +121,16 @@ def run_worker(storage: str, study_name: str | list[str], data_dir=None, *, thre
         SweepError: after ``max_consecutive_failures`` trials that raised, naming the count and the last
             reason (the failed trials keep theirs in the store).
     """
+    stores = _Stores()
+    try:
+        return _run_worker(storage, study_name, data_dir, stores, threads=threads, max_trials=max_trials, on_trial=on_trial,
+                           cache=cache, max_consecutive_failures=max_consecutive_failures, device=device)
+    finally:
+        stores.close()
+
+
+def _run_worker(storage, study_name, data_dir, stores: "_Stores", *, threads, max_trials, on_trial, cache,
+                max_consecutive_failures, device) -> int:
     from peftspace.devices import resolve_device
 
     streak = _FailureStreak(max_consecutive_failures)
@@ -121,7 +152,7 @@ def run_worker(storage: str, study_name: str | list[str], data_dir=None, *, thre
         if max_trials is not None and ran >= max_trials:
             break
         ran += _run_study(storage, name, data_dir, tasks, None if max_trials is None else max_trials - ran, on_trial, wait, cache,
-                          streak, device)
+                          streak, device, stores)
     return ran
 
 
@@ -141,13 +172,23 @@ def follow_sweeps(storage: str, patterns: str, data_dir=None, *, until=None, idl
         from peftspace.trial import TrialCache
 
         worker_options["cache"] = TrialCache()
+    options = {"threads": None, "max_trials": None, "on_trial": None, "max_consecutive_failures": 5, "device": "auto",
+               **worker_options}
+    stores = _Stores()  # opened once for every pass, not once per pass and study
+    try:
+        return _follow(storage, patterns, data_dir, stores, until, idle_timeout, poll, options)
+    finally:
+        stores.close()
+
+
+def _follow(storage, patterns, data_dir, stores, until, idle_timeout, poll, options) -> int:
     ran, idle_since = 0, time.monotonic()
     while True:
         try:
-            studies = matching_sweeps(storage, patterns)
+            studies = matching_sweeps(storage, patterns, store=stores.get(storage))
         except SweepError:  # nothing queued under these names yet
             studies = []
-        done = run_worker(storage, studies, data_dir, **worker_options) if studies else 0
+        done = _run_worker(storage, studies, data_dir, stores, **options) if studies else 0
         ran += done
         if done:
             idle_since = time.monotonic()
@@ -169,7 +210,7 @@ def discovery_done(storage: str, name: str) -> bool:
 
 
 def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials: int | None, on_trial, wait: bool,
-               cache, streak: _FailureStreak, device: str = "auto") -> int:
+               cache, streak: _FailureStreak, device: str, stores: "_Stores") -> int:
     import optuna
     from optuna.trial import TrialState
 
@@ -177,27 +218,31 @@ def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials:
     from peftspace.tasks import load_task
     from peftspace.tasks.task_file import TaskFile
 
-    plain = open_storage(storage)
-    first = load_study(plain, study_name, storage)
+    first = load_study(stores.get(storage), study_name, storage)
     definition, heartbeat = read_definition(first), read_heartbeat(first)
-    store = open_storage(storage, heartbeat)
+    store = stores.get(storage, heartbeat)
     study = optuna.load_study(study_name=study_name, storage=store)
     schedule = Schedule.from_stored(definition.schedule)
-    # With the sweep's seed: every design sees the same splits. A task file is rebuilt from the store, its data
-    # found under this worker's data_dir (else where the sweep was made) and refused if its hash differs.
-    data = {}
-    for task in definition.tasks:
-        stored = (definition.task_files or {}).get(task)
-        if stored is not None:  # found and hashed once per worker, though a discovery's sweeps all name it
-            key = (json.dumps(stored, sort_keys=True), definition.seed)
-            if key not in tasks:
-                locations = (first.user_attrs.get(TASK_LOCATIONS_ATTR) or {}).get(task)
-                tasks[key] = TaskFile.from_stored(stored, data_dir, locations).load(definition.seed)
-        else:
-            key = (task, definition.seed)
-            if key not in tasks:
-                tasks[key] = load_task(task, data_dir, seed=definition.seed)
-        data[task] = tasks[key]
+
+    def load_data() -> dict:
+        # With the sweep's seed: every design sees the same splits. A task file is rebuilt from the store, its data
+        # found under this worker's data_dir (else where the sweep was made) and refused if its hash differs.
+        data = {}
+        for task in definition.tasks:
+            stored = (definition.task_files or {}).get(task)
+            if stored is not None:  # found and hashed once per worker, though a discovery's sweeps all name it
+                key = (json.dumps(stored, sort_keys=True), definition.seed)
+                if key not in tasks:
+                    locations = (first.user_attrs.get(TASK_LOCATIONS_ATTR) or {}).get(task)
+                    tasks[key] = TaskFile.from_stored(stored, data_dir, locations).load(definition.seed)
+            else:
+                key = (task, definition.seed)
+                if key not in tasks:
+                    tasks[key] = load_task(task, data_dir, seed=definition.seed)
+            data[task] = tasks[key]
+        return data
+
+    data = None  # loaded once there is a design to run: a finished sweep costs a follower no data loading
     ran = 0
     while max_trials is None or ran < max_trials:
         reap_stale(study, heartbeat)
@@ -207,6 +252,8 @@ def _run_study(storage: str, study_name: str, data_dir, tasks: dict, max_trials:
                 break
             time.sleep(min(heartbeat.interval, 5))  # in flight elsewhere; a dead one is re-queued once stale
             continue
+        if data is None:  # before a trial is taken: a task that fails to load leaves every design waiting
+            data = load_data()
         trial = _pop(study, store)
         if trial is None:  # another worker took the last one meanwhile
             continue
@@ -368,3 +415,27 @@ def worker_process(storage: str, study_names: list[str], data_dir, threads: int 
     except Exception as error:
         errors.put(f"{type(error).__name__}: {error}")
         raise
+
+
+def spawned_worker(*arguments) -> None:
+    """``worker_process`` as the target of a spawned process: once it is done, the process ends at once.
+
+    Everything a worker made is committed to the store and its connections are closed by then, yet
+    Python's teardown of a process that loaded torch and a model takes 1.5-1.9 s (measured on a
+    2-core AMD EPYC, in C, after every atexit handler), paid by every sweep and every discovery
+    stage. ``os._exit`` skips it, as ``multiprocessing`` itself does for forked children. An
+    unexpected exception still goes the normal way, so its traceback is printed.
+    """
+    import sys
+
+    try:
+        worker_process(*arguments)
+        code = 0
+    except SystemExit as stop:
+        code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed stream has nothing left to write
+            pass
+    os._exit(code)
