@@ -156,3 +156,9 @@ def test_the_step_summary_states_how_close_to_peft_the_floor_itself_gets(recorde
                            f"(torch dropout) and {floor / same:.2f}x peft's bf16 LoRA with fast dropout")
     assert line.endswith(f"at most {ms[slowest] / users:.2f}x peft as users run it ({slowest})")
     assert line in step.table(report)
+
+
+def test_the_peer_s_imports_are_timed_in_a_fresh_interpreter_not_this_one():
+    import torch  # noqa: F401  here they are cached; in a fresh interpreter torch alone takes well over 0.1 s
+
+    assert sweep.peer_import_seconds() > 0.1
